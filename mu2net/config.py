@@ -1,0 +1,387 @@
+"""One typed, frozen config per pipeline, with named variants.
+
+`get_config(name)` returns one of `testing`, `cpu_demo`, `gpu`, `tpu`. The method-relevant part
+(architecture, hyperparameter space, search budgets, score constants) is serialised to canonical
+JSON and hashed: that hash is the *method version*, recorded in every path and every system
+version, so a change to the method itself can be rolled out to the live system and analysed per
+version (the continual development methodology of the mu2Net+ paper). Placement and data
+locations are deployment details and do not change the method version.
+
+The `gpu` and `tpu` variants carry the paper's values for the large ViT-L/16 agent
+(`../shared/method.md` §4.1, §5.1, §6.1). `cpu_demo` and `testing` scale the numbers down for a
+2-core machine and keep every mechanism; the differences are listed in each factory's docstring.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from mu2net.errors import ConfigError
+
+CONFIG_NAMES = ("testing", "cpu_demo", "gpu", "tpu")
+TARGETS = ("cpu", "gpu", "tpu")
+
+# Mutation probability range of the learned per-action mu (method.md §3.1, §4.1): 0.02 .. 0.30.
+MU_VALUES = tuple(round(0.02 * i, 2) for i in range(1, 16))
+LR_VALUES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+WARMUP_VALUES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
+MOMENTUM_VALUES = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
+DELTA_VALUES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
+AREA_VALUES = (0.05, 0.5, 0.95, 1.0)
+ASPECT_VALUES = (0.5, 0.75, 1.0)
+BOOL_VALUES = (False, True)
+
+
+@dataclass(frozen=True)
+class ArchitectureConfig:
+    """The root ViT. `num_layers` is the root depth; paths may use 0..max_layers blocks."""
+
+    image_size: int = 32
+    patch_size: int = 4
+    hidden_size: int = 64
+    num_layers: int = 4
+    num_heads: int = 4
+    mlp_dim: int = 128
+    max_layers: int = 4
+    channels: int = 3
+
+    def __post_init__(self) -> None:
+        _require(self.image_size % self.patch_size == 0, "architecture.image_size",
+                 self.image_size, f"a multiple of patch_size={self.patch_size}")
+        _require(self.hidden_size % self.num_heads == 0, "architecture.hidden_size",
+                 self.hidden_size, f"a multiple of num_heads={self.num_heads}")
+        _require(self.max_layers >= self.num_layers, "architecture.max_layers",
+                 self.max_layers, f">= num_layers={self.num_layers}")
+
+
+@dataclass(frozen=True)
+class Hparam:
+    """One mutable hyperparameter: its default and its ordered value list (±1-step moves)."""
+
+    name: str
+    default: Any
+    values: tuple
+
+    def __post_init__(self) -> None:
+        _require(self.default in self.values, f"hparams.{self.name}.default", self.default,
+                 f"one of {list(self.values)}")
+
+
+@dataclass(frozen=True)
+class HparamSpace:
+    """Every mutable hyperparameter. Names starting `ds_` are data hyperparameters (sampled once
+    per generation), `opt_` optimizer ones; `_mu_` is the base mutation probability."""
+
+    params: tuple[Hparam, ...]
+
+    def get(self, name: str) -> Hparam:
+        for hp in self.params:
+            if hp.name == name:
+                return hp
+        raise ConfigError(f"unknown hyperparameter {name!r}; valid: {self.names()}")
+
+    def names(self) -> list[str]:
+        return [hp.name for hp in self.params]
+
+    def defaults(self) -> dict[str, Any]:
+        return {hp.name: hp.default for hp in self.params}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Budgets of one cycle (method.md §5.1, §5.2)."""
+
+    children_per_generation: int = 2  # K: trained in parallel (one per node / device group)
+    generations_per_cycle: int = 2
+    validations_per_child: int = 2
+    examples_between_validations: int = 1024  # cap; fewer if the train split is smaller
+    batch_size: int = 64
+    validation_examples: int = 512
+    population_cap: int = 4
+    force_mutations: tuple[str, ...] = ("clone:encoder_norm",)
+    mutate_adapters: bool = True
+    mu_autotune: bool = True
+    min_lr_ratio: float = 1e-3  # cosine decays to lr/1000 (mu2Net+)
+    grad_clip_norm: float = 1.0
+    test_examples: int = 0  # 0 = whole test split
+
+    def __post_init__(self) -> None:
+        for name in ("children_per_generation", "generations_per_cycle", "validations_per_child",
+                     "examples_between_validations", "batch_size", "validation_examples",
+                     "population_cap"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and value >= 1, f"search.{name}", value,
+                     "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """score = q * scale^(accounted_params/params_ref) * scale^(flops/flops_ref) (§6.1)."""
+
+    scale: float = 0.99
+    params_ref: float = 2.2e9
+    flops_ref: float = 3.8e12
+
+
+@dataclass(frozen=True)
+class NodePool:
+    """Where one training pod runs; applied to a KFP task by one placement helper."""
+
+    kind: str = "cpu"  # cpu | gpu | tpu
+    accelerator_type: str = ""  # Kubernetes extended resource: nvidia.com/gpu, google.com/tpu
+    accelerator_count: int = 0
+    node_selectors: tuple[tuple[str, str], ...] = ()
+    toleration_keys: tuple[str, ...] = ()
+    cpu_request: str = "1"
+    memory_request: str = "4G"
+    cpu_limit: str = ""
+    memory_limit: str = ""
+    timeout_s: int = 3600
+    retries: int = 2  # preemptible nodes
+
+    def __post_init__(self) -> None:
+        _require(self.kind in TARGETS, "node_pool.kind", self.kind, f"one of {list(TARGETS)}")
+
+
+@dataclass(frozen=True)
+class PlacementConfig:
+    """Node pools per target; the target is chosen at compile time."""
+
+    cpu: NodePool = field(default_factory=NodePool)
+    gpu: NodePool = field(default_factory=lambda: gke_gpu_pool())
+    tpu: NodePool = field(default_factory=lambda: gke_tpu_pool())
+    # Light steps (ingest, plan, select, commit, report) always run on CPU nodes.
+    light: NodePool = field(default_factory=lambda: NodePool(cpu_request="1",
+                                                             memory_request="2G",
+                                                             timeout_s=1800, retries=3))
+
+    def pool(self, target: str) -> NodePool:
+        _require(target in TARGETS, "target", target, f"one of {list(TARGETS)}")
+        return getattr(self, target)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of the onboarding pipeline."""
+
+    name: str
+    architecture: ArchitectureConfig
+    hparams: HparamSpace
+    search: SearchConfig
+    score: ScoreConfig
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+    root_task: str = "demo:fashion_mnist"
+    root_pretrain_examples: int = 60_000
+    image: str = "mu2net-cpu:dev"  # container image tag, replaced at compile time
+
+    # --- method version -------------------------------------------------------------------
+    def method_dict(self) -> dict[str, Any]:
+        """The parts that define the method (what the method version hashes)."""
+        return {
+            "architecture": dataclasses.asdict(self.architecture),
+            "hparams": [dataclasses.asdict(hp) for hp in self.hparams.params],
+            "search": dataclasses.asdict(self.search),
+            "score": dataclasses.asdict(self.score),
+        }
+
+    @property
+    def method_version(self) -> str:
+        return "m-" + hashlib.sha256(canonical_json(self.method_dict()).encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["method_version"] = self.method_version
+        return out
+
+    def to_json(self) -> str:
+        return canonical_json(self.to_dict())
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of the whole config (method and placement); components check it."""
+        return hashlib.sha256(canonical_json(dataclasses.asdict(self)).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        data = dict(data)
+        recorded = data.pop("method_version", None)
+        try:
+            config = cls(
+                name=data["name"],
+                architecture=ArchitectureConfig(**data["architecture"]),
+                hparams=HparamSpace(tuple(
+                    Hparam(hp["name"], hp["default"], tuple(hp["values"]))
+                    for hp in data["hparams"]["params"])),
+                search=SearchConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                       for k, v in data["search"].items()}),
+                score=ScoreConfig(**data["score"]),
+                placement=PlacementConfig(**{
+                    k: NodePool(**_tuplify(v)) for k, v in data["placement"].items()}),
+                root_task=data["root_task"],
+                root_pretrain_examples=data["root_pretrain_examples"],
+                image=data["image"],
+            )
+        except KeyError as exc:
+            raise ConfigError(f"config JSON lacks field {exc.args[0]!r}") from exc
+        except TypeError as exc:
+            raise ConfigError(f"config JSON has an unexpected field: {exc}") from exc
+        if recorded is not None and recorded != config.method_version:
+            raise ConfigError(f"config JSON records method_version {recorded!r} but its content "
+                              f"hashes to {config.method_version!r}")
+        return config
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+# === Named variants =========================================================================
+
+
+def _hparam_space(*, mu: float, num_layers: int, max_layers: int, image_size: int,
+                  image_sizes: tuple[int, ...], warmup: float, adapters: bool) -> HparamSpace:
+    params = [
+        Hparam("_mu_", mu, MU_VALUES),
+        Hparam("num_layers", num_layers, tuple(range(0, max_layers + 1))),
+        Hparam("opt_lr", 0.01, LR_VALUES),
+        Hparam("opt_lr_warmup_ratio", warmup, WARMUP_VALUES),
+        Hparam("opt_momentum", 0.9, MOMENTUM_VALUES),
+        Hparam("opt_nesterov", False, BOOL_VALUES),
+        Hparam("ds_image_size", image_size, image_sizes),
+        Hparam("ds_area_range_min", 1.0, AREA_VALUES),
+        Hparam("ds_aspect_ratio_range_min", 1.0, ASPECT_VALUES),
+        Hparam("ds_flip_left_right", False, BOOL_VALUES),
+        Hparam("ds_brightness_delta", 0.0, DELTA_VALUES),
+        Hparam("ds_contrast_delta", 0.0, DELTA_VALUES),
+        Hparam("ds_saturation_delta", 0.0, DELTA_VALUES),
+        Hparam("ds_hue_delta", 0.0, DELTA_VALUES),
+        Hparam("ds_quality_delta", 0.0, DELTA_VALUES),
+    ]
+    if adapters:
+        params.append(Hparam("adapter_dim", 16, (8, 16, 32, 64, 128)))
+    return HparamSpace(tuple(params))
+
+
+def testing() -> Config:
+    """A tiny ViT and budgets of a few hundred examples: for tests only (seconds per child)."""
+    arch = ArchitectureConfig(image_size=16, patch_size=4, hidden_size=16, num_layers=2,
+                              num_heads=2, mlp_dim=32, max_layers=3)
+    return Config(
+        name="testing",
+        architecture=arch,
+        hparams=_hparam_space(mu=0.1, num_layers=2, max_layers=3, image_size=16,
+                              image_sizes=(12, 16, 20), warmup=0.1, adapters=True),
+        search=SearchConfig(children_per_generation=2, generations_per_cycle=2,
+                            validations_per_child=2, examples_between_validations=128,
+                            batch_size=32, validation_examples=64, population_cap=4,
+                            test_examples=256),
+        # Small s and refs so that size and compute visibly move the score in tests.
+        score=ScoreConfig(scale=0.99, params_ref=1e6, flops_ref=1e6),
+        root_pretrain_examples=2048,
+    )
+
+
+def cpu_demo() -> Config:
+    """The 2-core demo: a 4-block, width-64 ViT at 28x28 (Fashion-MNIST size), pretrained on the
+    root task. Scaled down from the paper's ViT-L/16: 8 children per cycle (2 in parallel x 4
+    generations) instead of 16, 2 validations of <= 4,096 examples instead of 8 x 100,000,
+    batch 64; adapters enabled as in the paper's small (chars/VDD) agents; s=0.99 with
+    reference params/FLOPs set to the root's size so the penalties stay tie-breakers."""
+    arch = ArchitectureConfig(image_size=28, patch_size=4, hidden_size=64, num_layers=4,
+                              num_heads=4, mlp_dim=128, max_layers=5)
+    return Config(
+        name="cpu_demo",
+        architecture=arch,
+        hparams=_hparam_space(mu=0.1, num_layers=4, max_layers=5, image_size=28,
+                              image_sizes=(20, 24, 28, 32), warmup=0.1, adapters=True),
+        search=SearchConfig(children_per_generation=2, generations_per_cycle=4,
+                            validations_per_child=2, examples_between_validations=4096,
+                            batch_size=64, validation_examples=1024, population_cap=8),
+        score=ScoreConfig(scale=0.99, params_ref=2e5, flops_ref=2e7),
+        root_pretrain_examples=180_000,
+    )
+
+
+def _paper_large(name: str) -> Config:
+    """ViT-L/16 at 384 with the mu2Net+ large agent's values (method.md §4.1, §5.1, §6.1)."""
+    arch = ArchitectureConfig(image_size=384, patch_size=16, hidden_size=1024, num_layers=24,
+                              num_heads=16, mlp_dim=4096, max_layers=24)
+    return Config(
+        name=name,
+        architecture=arch,
+        hparams=_hparam_space(mu=0.2, num_layers=24, max_layers=24, image_size=384,
+                              image_sizes=(224, 384), warmup=0.05, adapters=False),
+        search=SearchConfig(children_per_generation=4, generations_per_cycle=4,
+                            validations_per_child=8, examples_between_validations=100_000,
+                            batch_size=16, validation_examples=10_000, population_cap=16,
+                            mutate_adapters=False),
+        score=ScoreConfig(scale=0.99, params_ref=2.2e9, flops_ref=3.8e12),
+        root_task="tfds:imagenet2012",
+        root_pretrain_examples=0,  # the root is imported from the AugReg checkpoint
+    )
+
+
+def gpu() -> Config:
+    """Paper values; 16 children per cycle as 4 parallel GPU pods x 4 generations."""
+    return _paper_large("gpu").replace(image="mu2net-gpu:dev")
+
+
+def tpu() -> Config:
+    """Paper values; 16 children per cycle as 4 parallel TPU v5e 2x2 slices x 4 generations."""
+    return _paper_large("tpu").replace(image="mu2net-tpu:dev")
+
+
+def gke_gpu_pool(accelerator: str = "nvidia-l4", count: int = 1) -> NodePool:
+    return NodePool(kind="gpu", accelerator_type="nvidia.com/gpu", accelerator_count=count,
+                    node_selectors=(("cloud.google.com/gke-accelerator", accelerator),),
+                    toleration_keys=("nvidia.com/gpu",), cpu_request="6",
+                    memory_request="24G", timeout_s=6 * 3600, retries=3)
+
+
+def gke_tpu_pool(accelerator: str = "tpu-v5-lite-podslice", topology: str = "2x2",
+                 chips: int = 4) -> NodePool:
+    return NodePool(kind="tpu", accelerator_type="google.com/tpu", accelerator_count=chips,
+                    node_selectors=(("cloud.google.com/gke-tpu-accelerator", accelerator),
+                                    ("cloud.google.com/gke-tpu-topology", topology)),
+                    toleration_keys=("google.com/tpu",), cpu_request="20",
+                    memory_request="100G", timeout_s=6 * 3600, retries=3)
+
+
+_FACTORIES = {"testing": testing, "cpu_demo": cpu_demo, "gpu": gpu, "tpu": tpu}
+
+
+def get_config(name: str) -> Config:
+    """The named variant; an unknown name lists the valid ones."""
+    try:
+        return _FACTORIES[name]()
+    except KeyError:
+        raise ConfigError(f"unknown config {name!r}; valid: {list(CONFIG_NAMES)}") from None
+
+
+# === helpers ================================================================================
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON: sorted keys, no spaces. Used for every hash in the project."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _tuplify(d: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        out[key] = value
+    return out
+
+
+def _require(ok: bool, field_name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{field_name}={value!r} is invalid: expected {expected}")

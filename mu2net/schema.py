@@ -1,0 +1,416 @@
+"""The shared vocabulary of the system: components, paths, tasks, system versions, extensions.
+
+Every document is a frozen dataclass with `to_dict` / `from_dict` and a `schema` tag
+(`mu2net/<kind>/v1`). `from_dict` validates types and names the offending field. Documents that
+live in the store are content-addressed by `document_hash` (sha256 of canonical JSON).
+
+A *path* is one task's model: an ordered list of components plus hyperparameters. A *system
+version* is a small index task -> path-document hash, plus the root path and provenance; it never
+holds the components themselves. Numbers derived from the system (accounted params, score) are
+computed when read, from the version being read (`SystemView`), never trusted from storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mu2net.config import canonical_json
+from mu2net.errors import SchemaError
+
+SCHEMA_VERSION = 1
+ROOT_TASK = "_root"  # owner name of the root path (system version 0)
+COMPONENT_NAME_RE = re.compile(
+    r"^(cls|embedding|posembed_input|encoder_norm|head|encoderblock_\d+|residual_adapter_\d+)$")
+TASK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def document_hash(doc: Mapping[str, Any]) -> str:
+    """Content address of a JSON document (sha256 of its canonical JSON)."""
+    return sha256_hex(canonical_json(doc).encode())
+
+
+def validate_task_name(name: str) -> str:
+    if not isinstance(name, str) or not TASK_NAME_RE.match(name):
+        raise SchemaError(f"task name {name!r} is invalid: use 1-128 characters from "
+                          "[A-Za-z0-9_.-], starting with a letter or digit")
+    return name
+
+
+# === field validation =======================================================================
+
+
+def _schema_tag(kind: str) -> str:
+    return f"mu2net/{kind}/v{SCHEMA_VERSION}"
+
+
+def _check_tag(d: Mapping[str, Any], kind: str) -> None:
+    if not isinstance(d, Mapping):
+        raise SchemaError(f"{kind} document must be a JSON object, got {type(d).__name__}")
+    tag = d.get("schema")
+    if tag != _schema_tag(kind):
+        raise SchemaError(f"{kind}.schema={tag!r} is invalid: expected {_schema_tag(kind)!r}")
+
+
+def _get(d: Mapping[str, Any], kind: str, name: str, types: type | tuple[type, ...],
+         optional: bool = False) -> Any:
+    if name not in d:
+        if optional:
+            return None
+        raise SchemaError(f"{kind}.{name} is missing")
+    value = d[name]
+    if value is None and optional:
+        return None
+    # bool is an int subclass: do not let True pass as a count.
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise SchemaError(f"{kind}.{name}={value!r} is invalid: expected {_type_names(types)}")
+    if not isinstance(value, types):
+        raise SchemaError(f"{kind}.{name}={value!r} is invalid: expected {_type_names(types)}")
+    return value
+
+
+def _type_names(types: type | tuple[type, ...]) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    return " or ".join(t.__name__ for t in types)
+
+
+def _check_hash(kind: str, name: str, value: str) -> str:
+    if not HASH_RE.match(value):
+        raise SchemaError(f"{kind}.{name}={value!r} is invalid: expected a sha256 hex digest")
+    return value
+
+
+# === Component ==============================================================================
+
+
+@dataclass(frozen=True)
+class Component:
+    """One layer of the shared pool. Immutable once published.
+
+    `id` is globally unique (`<creator>/<name>/<blob[:16]>`); `blob` is the sha256 of the
+    parameters' `.npz` bytes in the store; `shapes` maps weight names to shapes.
+    """
+
+    id: str
+    name: str
+    creator: str
+    shapes: Mapping[str, tuple[int, ...]]
+    blob: str
+
+    def __post_init__(self) -> None:
+        if not COMPONENT_NAME_RE.match(self.name):
+            raise SchemaError(f"component.name={self.name!r} is invalid: expected cls, embedding, "
+                              "posembed_input, encoder_norm, head, encoderblock_<i> or "
+                              "residual_adapter_<i>")
+        _check_hash("component", "blob", self.blob)
+
+    @property
+    def num_params(self) -> int:
+        return sum(math.prod(shape) for shape in self.shapes.values())
+
+    @staticmethod
+    def make_id(creator: str, name: str, blob: str) -> str:
+        return f"{creator}/{name}/{blob[:16]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": _schema_tag("component"), "id": self.id, "name": self.name,
+                "creator": self.creator, "blob": self.blob, "num_params": self.num_params,
+                "shapes": {k: list(v) for k, v in sorted(self.shapes.items())}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Component:
+        _check_tag(d, "component")
+        shapes_raw = _get(d, "component", "shapes", dict)
+        shapes = {}
+        for key, shape in shapes_raw.items():
+            if not isinstance(shape, list) or not all(
+                    isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+                raise SchemaError(f"component.shapes[{key!r}]={shape!r} is invalid: "
+                                  "expected a list of non-negative integers")
+            shapes[key] = tuple(shape)
+        comp = cls(id=_get(d, "component", "id", str), name=_get(d, "component", "name", str),
+                   creator=_get(d, "component", "creator", str), shapes=shapes,
+                   blob=_get(d, "component", "blob", str))
+        recorded = _get(d, "component", "num_params", int, optional=True)
+        if recorded is not None and recorded != comp.num_params:
+            raise SchemaError(f"component.num_params={recorded} does not match its shapes "
+                              f"({comp.num_params})")
+        return comp
+
+
+# === Path ===================================================================================
+
+
+@dataclass(frozen=True)
+class Path:
+    """One task's model: ordered components (the ViT parameter order) plus hyperparameters.
+
+    `hparams` holds architecture hparams (`num_layers`, `ds_image_size`, `num_classes`,
+    `adapter_layers`, `adapter_dim`), optimizer and data hparams, and the learned per-action
+    mutation probabilities (`_mu_|<action>`). `parent` is the parent path's document hash
+    (possibly another task's, or the root's). `metrics` are measurements taken when the path was
+    trained (validation/test accuracy, curve, examples, seconds); the score is not stored.
+    """
+
+    task: str
+    components: tuple[Component, ...]
+    hparams: Mapping[str, Any]
+    method_version: str
+    parent: str | None = None
+    parent_task: str | None = None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task != ROOT_TASK:
+            validate_task_name(self.task)
+        names = [c.name for c in self.components]
+        if len(set(names)) != len(names):
+            raise SchemaError(f"path.components of task {self.task!r} repeat a name: {names}")
+        if self.parent is not None:
+            _check_hash("path", "parent", self.parent)
+
+    @property
+    def component_ids(self) -> tuple[str, ...]:
+        return tuple(c.id for c in self.components)
+
+    def component(self, name: str) -> Component | None:
+        for c in self.components:
+            if c.name == name:
+                return c
+        return None
+
+    @property
+    def num_params(self) -> int:
+        return sum(c.num_params for c in self.components)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": _schema_tag("path"), "task": self.task,
+                "components": [c.to_dict() for c in self.components],
+                "hparams": dict(self.hparams), "method_version": self.method_version,
+                "parent": self.parent, "parent_task": self.parent_task,
+                "metrics": dict(self.metrics)}
+
+    @property
+    def hash(self) -> str:
+        return document_hash(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Path:
+        _check_tag(d, "path")
+        comps = _get(d, "path", "components", list)
+        return cls(task=_get(d, "path", "task", str),
+                   components=tuple(Component.from_dict(c) for c in comps),
+                   hparams=_get(d, "path", "hparams", dict),
+                   method_version=_get(d, "path", "method_version", str),
+                   parent=_get(d, "path", "parent", str, optional=True),
+                   parent_task=_get(d, "path", "parent_task", str, optional=True),
+                   metrics=_get(d, "path", "metrics", dict))
+
+
+# === TaskInfo ===============================================================================
+
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A prepared task: what training reads. `content_hash` identifies the prepared data."""
+
+    name: str
+    source: str
+    num_classes: int
+    class_names: tuple[str, ...]
+    split_sizes: Mapping[str, int]
+    image_shape: tuple[int, int, int]
+    content_hash: str
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        validate_task_name(self.name)
+        if self.num_classes < 2:
+            raise SchemaError(f"task_info.num_classes={self.num_classes} is invalid: a "
+                              "classification task needs at least 2 classes")
+        if len(self.class_names) != self.num_classes:
+            raise SchemaError(f"task_info.class_names has {len(self.class_names)} names for "
+                              f"num_classes={self.num_classes}")
+        if set(self.split_sizes) != set(SPLITS):
+            raise SchemaError(f"task_info.split_sizes keys {sorted(self.split_sizes)} are "
+                              f"invalid: expected {list(SPLITS)}")
+        _check_hash("task_info", "content_hash", self.content_hash)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": _schema_tag("task_info"), "name": self.name, "source": self.source,
+                "num_classes": self.num_classes, "class_names": list(self.class_names),
+                "split_sizes": dict(self.split_sizes), "image_shape": list(self.image_shape),
+                "content_hash": self.content_hash, "description": self.description}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TaskInfo:
+        _check_tag(d, "task_info")
+        sizes = _get(d, "task_info", "split_sizes", dict)
+        for key, value in sizes.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise SchemaError(f"task_info.split_sizes[{key!r}]={value!r} is invalid: "
+                                  "expected a non-negative integer")
+        shape = _get(d, "task_info", "image_shape", list)
+        if len(shape) != 3 or not all(isinstance(s, int) for s in shape):
+            raise SchemaError(f"task_info.image_shape={shape!r} is invalid: expected [h, w, c]")
+        return cls(name=_get(d, "task_info", "name", str),
+                   source=_get(d, "task_info", "source", str),
+                   num_classes=_get(d, "task_info", "num_classes", int),
+                   class_names=tuple(_get(d, "task_info", "class_names", list)),
+                   split_sizes=sizes, image_shape=tuple(shape),
+                   content_hash=_get(d, "task_info", "content_hash", str),
+                   description=_get(d, "task_info", "description", str, optional=True) or "")
+
+
+# === SystemVersion (the per-version index) ==================================================
+
+
+@dataclass(frozen=True)
+class SystemVersion:
+    """The small index of one committed version: task -> path-document hash, the root path's
+    hash, the parent version and provenance (run id, method version, code version, times)."""
+
+    number: int
+    parent: int | None
+    root: str
+    tasks: Mapping[str, str]
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.number < 0:
+            raise SchemaError(f"system_version.number={self.number} is invalid: expected >= 0")
+        if self.parent is not None and self.parent >= self.number:
+            raise SchemaError(f"system_version.parent={self.parent} is invalid: expected < "
+                              f"number={self.number}")
+        _check_hash("system_version", "root", self.root)
+        for task, path_hash in self.tasks.items():
+            validate_task_name(task)
+            _check_hash("system_version", f"tasks[{task!r}]", path_hash)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": _schema_tag("system_version"), "number": self.number,
+                "parent": self.parent, "root": self.root, "tasks": dict(sorted(self.tasks.items())),
+                "provenance": dict(self.provenance)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SystemVersion:
+        _check_tag(d, "system_version")
+        return cls(number=_get(d, "system_version", "number", int),
+                   parent=_get(d, "system_version", "parent", int, optional=True),
+                   root=_get(d, "system_version", "root", str),
+                   tasks=_get(d, "system_version", "tasks", dict),
+                   provenance=_get(d, "system_version", "provenance", dict))
+
+
+# === SystemView: a version with its paths resolved ==========================================
+
+
+@dataclass(frozen=True)
+class SystemView:
+    """A committed version with its path documents loaded: what the search reads."""
+
+    version: SystemVersion
+    root: Path
+    paths: Mapping[str, Path]
+
+    @property
+    def number(self) -> int:
+        return self.version.number
+
+    def all_paths(self) -> list[Path]:
+        """The root path, then every task's path in task-name order."""
+        return [self.root] + [self.paths[t] for t in sorted(self.paths)]
+
+    def component_users(self) -> dict[str, set[str]]:
+        """component id -> tasks whose published path uses it (the root owns no lock)."""
+        users: dict[str, set[str]] = {}
+        for task, path in self.paths.items():
+            for cid in path.component_ids:
+                users.setdefault(cid, set()).add(task)
+        return users
+
+    def accounted_params(self, path: Path) -> float:
+        """method.md §2.5: sum over components of size / |users ∪ {owner}|, from this view."""
+        users = self.component_users()
+        total = 0.0
+        for comp in path.components:
+            owners = set(users.get(comp.id, ())) | {path.task}
+            total += comp.num_params / len(owners)
+        return total
+
+    def total_params(self) -> int:
+        """Parameters of the deployed set: every distinct component of every task path."""
+        seen: dict[str, int] = {}
+        for path in self.paths.values():
+            for comp in path.components:
+                seen[comp.id] = comp.num_params
+        return sum(seen.values())
+
+
+# === Extension: what one cycle commits ======================================================
+
+
+@dataclass(frozen=True)
+class Extension:
+    """The result of one search cycle of one task: its new best path (frozen) and only the
+    component blobs that path introduced (`blob_files`: sha256 -> local file). `run_id` makes
+    commits idempotent; `base_version` is the version the cycle read."""
+
+    task: str
+    base_version: int
+    path: Path
+    blob_files: Mapping[str, str]
+    run_id: str
+    config_name: str
+    code_version: str = ""
+    mode: str = "onboard"  # onboard | iterate
+
+    def __post_init__(self) -> None:
+        validate_task_name(self.task)
+        if self.path.task != self.task:
+            raise SchemaError(f"extension.path.task={self.path.task!r} does not match "
+                              f"extension.task={self.task!r}")
+        if self.mode not in ("onboard", "iterate"):
+            raise SchemaError(f"extension.mode={self.mode!r} is invalid: expected 'onboard' or "
+                              "'iterate'")
+        for blob in self.blob_files:
+            _check_hash("extension", "blob_files", blob)
+
+    @property
+    def new_components(self) -> list[Component]:
+        return [c for c in self.path.components if c.blob in self.blob_files]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": _schema_tag("extension"), "task": self.task,
+                "base_version": self.base_version, "path": self.path.to_dict(),
+                "blob_files": dict(sorted(self.blob_files.items())), "run_id": self.run_id,
+                "config_name": self.config_name, "code_version": self.code_version,
+                "mode": self.mode}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Extension:
+        _check_tag(d, "extension")
+        return cls(task=_get(d, "extension", "task", str),
+                   base_version=_get(d, "extension", "base_version", int),
+                   path=Path.from_dict(_get(d, "extension", "path", dict)),
+                   blob_files=_get(d, "extension", "blob_files", dict),
+                   run_id=_get(d, "extension", "run_id", str),
+                   config_name=_get(d, "extension", "config_name", str),
+                   code_version=_get(d, "extension", "code_version", str, optional=True) or "",
+                   mode=_get(d, "extension", "mode", str))
+
+
+def paths_by_hash(paths: Iterable[Path]) -> dict[str, Path]:
+    return {p.hash: p for p in paths}

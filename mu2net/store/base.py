@@ -1,0 +1,165 @@
+"""The store interface: a versioned shared model in object storage.
+
+Two layers:
+
+* `ObjectBackend` -- bytes under string keys with GCS-style generation preconditions. One
+  implementation per URI scheme (a local folder, `gs://bucket/prefix`). Only this layer knows the
+  medium.
+* `ModelStore` -- the versioned shared model built on one backend: immutable content-addressed
+  blobs and path documents, one immutable index per version, a head pointer moved by
+  compare-and-swap, the task queue, history and garbage collection.
+
+Rules every implementation keeps: a version without a committed index does not exist; the head
+is read in O(1) from the pointer (never by listing and sorting); a commit writes its new blobs,
+one path document, one index and the pointer, never the whole system; every write is safe to
+retry.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mu2net.schema import Extension, Path, SystemVersion, SystemView, TaskInfo
+
+
+class ObjectBackend(abc.ABC):
+    """Bytes under keys (`a/b/c`), with generations for compare-and-swap.
+
+    `generation` is a positive integer that changes on every write of a key; 0 in
+    `if_generation_match` means "only if the key does not exist yet".
+    """
+
+    uri: str
+
+    @abc.abstractmethod
+    def read(self, key: str) -> tuple[bytes, int] | None:
+        """(data, generation), or None when the key does not exist."""
+
+    @abc.abstractmethod
+    def write(self, key: str, data: bytes, *, if_generation_match: int | None = None) -> int:
+        """Write in one shot; returns the new generation. Raises `ConflictError` when
+        `if_generation_match` is given and does not match the key's current generation."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether the key exists (one metadata request, no data transfer)."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> Iterator[str]:
+        """Keys under a prefix. For history and garbage collection only, never for the head."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove a key; a missing key is not an error."""
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What a commit did: the version it created (or found, for a retried run), the bytes it
+    wrote, how many times it rebased, and the decision taken in a same-task race."""
+
+    version: int
+    created: bool
+    bytes_written: int = 0
+    rebases: int = 0
+    decision: str = ""
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One task-queue item: pending -> running -> done | failed (with the error)."""
+
+    id: str
+    spec: str
+    mode: str = "onboard"
+    state: str = "pending"
+    run_id: str = ""
+    error: str = ""
+    enqueued_at: str = ""
+    updated_at: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ModelStore(abc.ABC):
+    """The versioned shared model. See the module docstring for the invariants."""
+
+    uri: str
+
+    # --- versions ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def head(self) -> int | None:
+        """The newest committed version number (O(1)), or None for an empty store."""
+
+    @abc.abstractmethod
+    def read_version(self, number: int) -> SystemVersion:
+        """The committed index of a version; `StoreError` if it does not exist."""
+
+    @abc.abstractmethod
+    def read_path(self, path_hash: str) -> Path:
+        """A path document by its content hash (verified)."""
+
+    @abc.abstractmethod
+    def load_system(self, number: int | None = None) -> SystemView:
+        """A version (default: head) with its path documents resolved; no blobs are read."""
+
+    @abc.abstractmethod
+    def init(self, root: Path, blob_files: Mapping[str, str], provenance: Mapping[str, Any]
+             ) -> CommitResult:
+        """Create version 0 holding only the root path; refuses a non-empty store."""
+
+    @abc.abstractmethod
+    def commit(self, extension: Extension) -> CommitResult:
+        """Publish an extension atomically on top of the head, rebasing on races; idempotent
+        per `extension.run_id`."""
+
+    # --- blobs ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_blob(self, data: bytes) -> str:
+        """Store bytes under their sha256 (no-op if present); returns the hash."""
+
+    @abc.abstractmethod
+    def get_blob(self, blob_hash: str) -> bytes:
+        """Bytes of a blob, verified against the hash (`IntegrityError` if tampered);
+        served from a local cache keyed by hash when possible."""
+
+    @abc.abstractmethod
+    def has_blob(self, blob_hash: str) -> bool:
+        """Whether the blob exists."""
+
+    # --- tasks ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_task_info(self, info: TaskInfo) -> None:
+        """Record a prepared task's metadata (immutable per content hash)."""
+
+    @abc.abstractmethod
+    def enqueue(self, spec: str, mode: str = "onboard") -> QueueEntry:
+        """Add a pending task source to the onboarding queue."""
+
+    @abc.abstractmethod
+    def take_next(self, run_id: str) -> QueueEntry | None:
+        """Atomically move the oldest pending entry to running for this run (None if empty)."""
+
+    @abc.abstractmethod
+    def finish(self, entry_id: str, *, error: str = "") -> QueueEntry:
+        """Mark a running entry done, or failed with the error."""
+
+    @abc.abstractmethod
+    def queue(self) -> list[QueueEntry]:
+        """All entries, oldest first."""
+
+    # --- history ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def versions(self) -> list[SystemVersion]:
+        """The committed chain from the head back to version 0 (follows parent links)."""
+
+    @abc.abstractmethod
+    def rollback_task(self, task: str, to_version: int, run_id: str) -> CommitResult:
+        """A new version in which one task's path is the one it had at `to_version`."""
+
+    @abc.abstractmethod
+    def gc(self, *, retention_s: float, dry_run: bool = True) -> list[str]:
+        """Blobs referenced by no version within the retention window and by no active
+        lease; deleted unless dry_run. Returns the keys (to be) removed."""
