@@ -1,0 +1,131 @@
+"""From raw splits to a validated `ArrayTask`: default splits, image normalisation, checks.
+
+Every source loader ends in `build_task`, so the checks (empty split, single class, labels out
+of range, mixed image sizes) are the same for TFDS, image folders and packaged data.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from mu2net.errors import TaskError
+from mu2net.schema import SPLITS
+from mu2net.tasks.base import ArrayTask
+
+SLICE_PERCENT = 5  # method.md §5.5: test = train[0:5%], validation = train[5:10%]
+Splits = Mapping[str, tuple[np.ndarray, np.ndarray]]
+
+
+def percent_index(n: int, percent: int) -> int:
+    """The example index of `percent`% of n, rounded half up (`train[:5%]` of 60,000 = 3,000)."""
+    return (n * percent + 50) // 100
+
+
+def carve_missing_splits(splits: Splits) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]],
+                                                  list[str]]:
+    """Fill missing test / validation splits from the front of train (method.md §5.5).
+
+    Missing splits take successive 5% slices of train, test first: with neither present,
+    test = train[0:5%], validation = train[5:10%], train = train[10%:]; with only validation
+    missing, validation = train[0:5%]. Deterministic: it slices, it never shuffles. Returns the
+    new splits and one note per carved split.
+    """
+    if "train" not in splits:
+        raise TaskError(f"no 'train' split: found {sorted(splits)}; a task needs training data")
+    images, labels = splits["train"]
+    out = {s: splits[s] for s in SPLITS if s in splits}
+    missing = [s for s in ("test", "validation") if s not in splits]
+    n = len(labels)
+    notes = []
+    start = 0
+    for k, split in enumerate(missing, start=1):
+        end = percent_index(n, SLICE_PERCENT * k)
+        out[split] = (images[start:end], labels[start:end])
+        notes.append(f"{split} = train[{SLICE_PERCENT * (k - 1)}:{SLICE_PERCENT * k}%]")
+        start = end
+    out["train"] = (images[start:], labels[start:])
+    return out, notes
+
+
+def permutation(n: int, seed: int) -> np.ndarray:
+    """A fixed permutation of range(n): for sources stored in class order."""
+    return np.random.default_rng(seed).permutation(n)
+
+
+def stratified_holdout(labels: np.ndarray, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """(holdout indices, rest indices): the first `per_class` examples of every class, in the
+    given order, are held out; both index lists keep that order."""
+    labels = np.asarray(labels)
+    held = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        held[np.flatnonzero(labels == c)[:per_class]] = True
+    return np.flatnonzero(held), np.flatnonzero(~held)
+
+
+def stack_images(images: Sequence[np.ndarray]) -> tuple[np.ndarray, str]:
+    """One uint8 [N, H, W, C] array from images of possibly mixed sizes and channels.
+
+    Mixed sizes are resized (bilinear) to the most common size; when any image has colour,
+    grey images are repeated to 3 channels. Returns the array and a note ('' if nothing changed).
+    """
+    from PIL import Image
+
+    if not images:
+        return np.zeros((0, 1, 1, 1), np.uint8), ""
+    arrays = [a[..., None] if a.ndim == 2 else a for a in images]
+    channels = 3 if any(a.shape[-1] == 3 for a in arrays) else 1
+    sizes = Counter(a.shape[:2] for a in arrays)
+    # Most common size; ties go to the larger image so no image is needlessly shrunk.
+    (height, width), _ = max(sizes.items(), key=lambda kv: (kv[1], kv[0][0] * kv[0][1], kv[0]))
+    out = np.empty((len(arrays), height, width, channels), np.uint8)
+    resized = 0
+    for i, a in enumerate(arrays):
+        if a.shape[:2] != (height, width):
+            mode = "L" if a.shape[-1] == 1 else "RGB"
+            pil = Image.fromarray(a[..., 0] if mode == "L" else a, mode)
+            a = np.asarray(pil.resize((width, height), Image.BILINEAR))
+            a = a[..., None] if a.ndim == 2 else a
+            resized += 1
+        out[i] = a if a.shape[-1] == channels else np.repeat(a, channels, axis=-1)
+    notes = []
+    if resized:
+        notes.append(f"{resized} of {len(arrays)} images of other sizes resized to "
+                     f"{height}x{width}")
+    return out, "; ".join(notes)
+
+
+def build_task(name: str, splits: Splits, class_names: Sequence[str], *, source: str,
+               description: str = "") -> ArrayTask:
+    """Check the splits and wrap them as an `ArrayTask` (content-hashed).
+
+    Raises `TaskError` for an empty split, fewer than two classes, labels outside
+    [0, num_classes), splits whose image shapes differ, or a training split with one class.
+    """
+    if len(class_names) < 2:
+        raise TaskError(f"task {name!r} has {len(class_names)} class(es) {list(class_names)}: "
+                        "a classification task needs at least 2")
+    if len(set(class_names)) != len(class_names):
+        raise TaskError(f"task {name!r} repeats a class name: {list(class_names)}")
+    for split in SPLITS:
+        if split not in splits:
+            raise TaskError(f"task {name!r} lacks split {split!r}: found {sorted(splits)}")
+        images, labels = splits[split]
+        if len(labels) == 0:
+            raise TaskError(f"task {name!r} split {split!r} is empty")
+        labels = np.asarray(labels)
+        if labels.min() < 0 or labels.max() >= len(class_names):
+            bad = sorted({int(x) for x in labels if x < 0 or x >= len(class_names)})[:5]
+            raise TaskError(f"task {name!r} split {split!r} has labels {bad} out of range: "
+                            f"valid 0..{len(class_names) - 1} ({len(class_names)} classes)")
+    shapes = {s: tuple(np.asarray(splits[s][0]).shape[1:]) for s in SPLITS}
+    if len(set(shapes.values())) != 1:
+        raise TaskError(f"task {name!r}: image shapes differ between splits {shapes}")
+    present = np.unique(np.asarray(splits["train"][1]))
+    if len(present) < 2:
+        raise TaskError(f"task {name!r}: the train split holds a single class "
+                        f"{class_names[int(present[0])]!r}; a task needs at least 2")
+    return ArrayTask.from_arrays(name, {s: splits[s] for s in SPLITS}, class_names,
+                                 source=source, description=description)
