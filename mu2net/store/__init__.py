@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from mu2net.errors import StoreError
-from mu2net.store.base import CommitResult, ModelStore, ObjectBackend, QueueEntry
+from mu2net.store.base import (
+    CommitResult,
+    Lease,
+    ModelStore,
+    ObjectBackend,
+    ObjectInfo,
+    QueueEntry,
+    ScoreFn,
+)
 
 # scheme -> "module:factory"; factories take the URI and return a ModelStore.
 BACKENDS = {
@@ -14,14 +23,16 @@ BACKENDS = {
 }
 
 
-def open_store(uri: str) -> ModelStore:
-    """A store for `gs://bucket/prefix`, `file:///abs/dir` or a plain local path."""
+def open_store(uri: str, **options: Any) -> ModelStore:
+    """A store for `gs://bucket/prefix`, `file:///abs/dir` or a plain local path. `options`
+    go to the store (`cache_dir=`, `scorer=`; see `mu2net.store.versioned.VersionedStore`)."""
     scheme = uri.split("://", 1)[0] if "://" in uri else "file"
     if scheme not in BACKENDS:
         raise StoreError(f"store URI {uri!r} has unknown scheme {scheme!r}; valid: "
                          f"{sorted(BACKENDS)} (or a plain local path)")
     module_name, factory = BACKENDS[scheme].split(":")
-    return getattr(importlib.import_module(module_name), factory)(uri)
+    return getattr(importlib.import_module(module_name), factory)(uri, **options)
 
 
-__all__ = ["BACKENDS", "CommitResult", "ModelStore", "ObjectBackend", "QueueEntry", "open_store"]
+__all__ = ["BACKENDS", "CommitResult", "Lease", "ModelStore", "ObjectBackend", "ObjectInfo",
+           "QueueEntry", "ScoreFn", "open_store"]

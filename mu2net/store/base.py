@@ -18,11 +18,26 @@ retry.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mu2net.schema import Extension, Path, SystemVersion, SystemView, TaskInfo
+
+# How a same-task race is decided: the score of a path read against a system view (the merged
+# version). `mu2net.store.versioned.config_scorer(config)` builds the method's scorer.
+ScoreFn = Callable[[Path, SystemView], float]
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """Metadata of one stored object (from a listing): data size in bytes, generation, and the
+    time of its last write (seconds since the epoch, the medium's clock)."""
+
+    key: str
+    size: int
+    generation: int
+    updated: float
 
 
 class ObjectBackend(abc.ABC):
@@ -44,6 +59,11 @@ class ObjectBackend(abc.ABC):
         `if_generation_match` is given and does not match the key's current generation."""
 
     @abc.abstractmethod
+    def read_range(self, key: str, start: int, length: int) -> bytes | None:
+        """Up to `length` bytes from offset `start` (fewer at the end), or None when the key
+        does not exist. Lets the store read an index's provenance without its task table."""
+
+    @abc.abstractmethod
     def exists(self, key: str) -> bool:
         """Whether the key exists (one metadata request, no data transfer)."""
 
@@ -52,8 +72,17 @@ class ObjectBackend(abc.ABC):
         """Keys under a prefix. For history and garbage collection only, never for the head."""
 
     @abc.abstractmethod
+    def list_info(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Like `list`, with size, generation and write time (garbage collection's age test)."""
+
+    @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove a key; a missing key is not an error."""
+
+    def sweep_partial(self, older_than: float, dry_run: bool = True) -> list[str]:
+        """Leftovers of interrupted writes last touched before `older_than` (epoch seconds),
+        removed unless dry_run. Media whose writes are atomic (GCS) have none."""
+        return []
 
 
 @dataclass(frozen=True)
@@ -81,6 +110,19 @@ class QueueEntry:
     enqueued_at: str = ""
     updated_at: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A running run's claim that garbage collection must respect until `expires_at`: every
+    version from `base_version` on, every blob in `blobs`, and every blob written after
+    `acquired_at` (times in seconds since the epoch)."""
+
+    run_id: str
+    base_version: int | None
+    acquired_at: float
+    expires_at: float
+    blobs: tuple[str, ...] = ()
 
 
 class ModelStore(abc.ABC):
@@ -111,9 +153,14 @@ class ModelStore(abc.ABC):
         """Create version 0 holding only the root path; refuses a non-empty store."""
 
     @abc.abstractmethod
-    def commit(self, extension: Extension) -> CommitResult:
+    def commit(self, extension: Extension, *, scorer: ScoreFn | None = None) -> CommitResult:
         """Publish an extension atomically on top of the head, rebasing on races; idempotent
-        per `extension.run_id`."""
+        per `extension.run_id`. `scorer` decides a same-task race (default: the store's)."""
+
+    @abc.abstractmethod
+    def load_task(self, task: str, number: int | None = None) -> tuple[Path, dict[str, bytes]]:
+        """One task's path at a version (default: head) and its verified blobs by hash, reading
+        only that task's path document and blobs."""
 
     # --- blobs ------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -135,8 +182,13 @@ class ModelStore(abc.ABC):
         """Record a prepared task's metadata (immutable per content hash)."""
 
     @abc.abstractmethod
-    def enqueue(self, spec: str, mode: str = "onboard") -> QueueEntry:
-        """Add a pending task source to the onboarding queue."""
+    def task_infos(self, name: str) -> list[TaskInfo]:
+        """Every recorded preparation of a task (empty if none)."""
+
+    @abc.abstractmethod
+    def enqueue(self, spec: str, mode: str = "onboard", *, entry_id: str | None = None
+                ) -> QueueEntry:
+        """Add a pending task source to the onboarding queue (idempotent per `entry_id`)."""
 
     @abc.abstractmethod
     def take_next(self, run_id: str) -> QueueEntry | None:
@@ -152,8 +204,16 @@ class ModelStore(abc.ABC):
 
     # --- history ----------------------------------------------------------------------------
     @abc.abstractmethod
-    def versions(self) -> list[SystemVersion]:
+    def versions(self, limit: int | None = None) -> list[SystemVersion]:
         """The committed chain from the head back to version 0 (follows parent links)."""
+
+    @abc.abstractmethod
+    def show(self, number: int) -> dict[str, Any]:
+        """One version: provenance and the tasks it changed relative to its parent."""
+
+    @abc.abstractmethod
+    def diff(self, a: int, b: int) -> dict[str, Any]:
+        """Tasks added, removed and changed (path hashes) from version `a` to version `b`."""
 
     @abc.abstractmethod
     def rollback_task(self, task: str, to_version: int, run_id: str) -> CommitResult:
@@ -163,3 +223,17 @@ class ModelStore(abc.ABC):
     def gc(self, *, retention_s: float, dry_run: bool = True) -> list[str]:
         """Blobs referenced by no version within the retention window and by no active
         lease; deleted unless dry_run. Returns the keys (to be) removed."""
+
+    # --- leases -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def acquire_lease(self, run_id: str, *, ttl_s: float, base_version: int | None = None,
+                      blobs: Sequence[str] = ()) -> Lease:
+        """Create or renew a run's lease (renewal keeps earlier blobs and the base version)."""
+
+    @abc.abstractmethod
+    def release_lease(self, run_id: str) -> None:
+        """Drop a run's lease; releasing a missing lease is not an error."""
+
+    @abc.abstractmethod
+    def leases(self) -> list[Lease]:
+        """Every lease on record, expired or not."""
