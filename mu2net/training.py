@@ -1,0 +1,262 @@
+"""Training of one path (method.md §5.1).
+
+* Loss: mean softmax cross-entropy (no label smoothing, no regulariser, no dropout).
+* Optimizer: global-norm clipping at 1.0, then SGD with momentum (optionally Nesterov) in
+  optax's form (`trace = g + m * trace; w -= lr * trace`), over the trainable components only;
+  frozen components are non-trainable layers the optimizer never sees.
+* Schedule: linear warmup from lr/1000 to lr over `int(warmup_ratio * T)` steps, then cosine
+  decay to lr/1000 at step T (`SearchConfig.min_lr_ratio`).
+* Budget: T = V x B steps, B = ceil(min(N_train, examples_between_validations) / batch); V
+  evenly spaced validations on a fixed validation subset. Training always runs all T steps.
+* Retention: `best` starts at the same-task parent's score (-inf otherwise); after each
+  validation, if score(child) >= best, the trainable components are snapshotted and best is
+  raised. The child is *improved* iff a snapshot was taken; its components are then the
+  snapshot.
+
+Keras `fit` drives the loop, so the same code runs on the TensorFlow and JAX backends.
+Determinism: all initial weights come from seeded numpy, the data order from the seeded
+tf.data shuffle, and nothing draws from a global RNG, so a child trained twice with the same
+spec gives bit-identical weights on the same backend and machine.
+
+Momentum state is not carried over from an ancestor (a mu3Net addition) and is kept in float32
+(the paper keeps it in bfloat16).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mu2net.config import Config
+from mu2net.errors import ConfigError, TaskError
+from mu2net.model import component_layers
+from mu2net.search_state import derive_rng
+
+EAGER_MAX_STEPS = 48  # below this many steps, tracing a graph costs more than it saves
+EXECUTIONS = ("auto", "graph", "eager")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Steps of one child: `validations` x `steps_per_validation` batches of `batch_size`."""
+
+    batch_size: int
+    steps_per_validation: int
+    validations: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_validation * self.validations
+
+    @property
+    def examples(self) -> int:
+        return self.total_steps * self.batch_size
+
+
+def child_budget(config: Config, num_train: int) -> Budget:
+    """T = V x ceil(min(N_train, examples_between_validations) / batch). The batch shrinks to
+    the train split when the split is smaller than one batch."""
+    if num_train < 1:
+        raise TaskError("the train split is empty: nothing to train on")
+    search = config.search
+    batch = min(search.batch_size, num_train)
+    per_val = math.ceil(min(num_train, search.examples_between_validations) / batch)
+    return Budget(batch, per_val, search.validations_per_child)
+
+
+@dataclass
+class TrainOutcome:
+    """What training one path produced. `params` are the trainable components' weights: the
+    retained snapshot if improved, else the final ones."""
+
+    improved: bool
+    params: dict[str, dict[str, np.ndarray]]
+    curve: list[float]
+    quality: float
+    best_score: float
+    steps: int
+    examples: int
+    seconds: float
+    losses: list[float | None] = field(default_factory=list)
+
+
+# === Keras pieces (created lazily: importing this module does not import Keras) =============
+
+
+_CLASSES: dict[str, type] | None = None
+
+
+def _classes() -> dict[str, type]:
+    global _CLASSES
+    if _CLASSES is not None:
+        return _CLASSES
+    import keras
+
+    ops = keras.ops
+
+    class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+        """Linear warmup lr*r -> lr over `warmup_steps`, cosine lr -> lr*r until `total_steps`
+        (optax `warmup_cosine_decay_schedule` with init = end = lr*r)."""
+
+        def __init__(self, peak: float, total_steps: int, warmup_steps: int, min_ratio: float):
+            self.peak = float(peak)
+            self.total_steps = int(total_steps)
+            self.warmup_steps = int(warmup_steps)
+            self.min_ratio = float(min_ratio)
+
+        def __call__(self, step):
+            step = ops.cast(step, "float32")
+            low = self.peak * self.min_ratio
+            warm = low + (self.peak - low) * step / max(self.warmup_steps, 1)
+            frac = ops.clip((step - self.warmup_steps)
+                            / max(self.total_steps - self.warmup_steps, 1), 0.0, 1.0)
+            cos = low + (self.peak - low) * 0.5 * (1.0 + ops.cos(math.pi * frac))
+            return ops.where(step < self.warmup_steps, warm, cos)
+
+        def get_config(self):
+            return {"peak": self.peak, "total_steps": self.total_steps,
+                    "warmup_steps": self.warmup_steps, "min_ratio": self.min_ratio}
+
+    class MomentumSGD(keras.optimizers.Optimizer):
+        """optax.sgd(momentum, nesterov): trace = g + m*trace; update = g + m*trace if
+        nesterov else trace; w -= lr * update. (Keras' SGD multiplies lr into the velocity,
+        which differs from optax when the lr changes over time.)"""
+
+        def __init__(self, learning_rate, momentum: float, nesterov: bool, **kwargs):
+            super().__init__(learning_rate=learning_rate, **kwargs)
+            self.momentum = float(momentum)
+            self.nesterov = bool(nesterov)
+
+        def build(self, variables):
+            if self.built:
+                return
+            super().build(variables)
+            self.traces = self.add_optimizer_variables(variables, "trace")
+
+        def update_step(self, gradient, variable, learning_rate):
+            lr = ops.cast(learning_rate, variable.dtype)
+            g = ops.cast(gradient, variable.dtype)
+            trace = self.traces[self._get_variable_index(variable)]
+            new_trace = g + self.momentum * trace
+            self.assign(trace, new_trace)
+            update = g + self.momentum * new_trace if self.nesterov else new_trace
+            self.assign_sub(variable, lr * update)
+
+        def get_config(self):
+            return {**super().get_config(), "momentum": self.momentum,
+                    "nesterov": self.nesterov}
+
+    class Retention(keras.callbacks.Callback):
+        """After each validation: score it; snapshot the trainable components if >= best."""
+
+        def __init__(self, score_fn: Callable[[float], float], best: float,
+                     trainable: list[str]):
+            super().__init__()
+            self.score_fn = score_fn
+            self.best = best
+            self.trainable = trainable
+            self.curve: list[float] = []
+            self.losses: list[float] = []
+            self.snapshot: dict[str, dict[str, np.ndarray]] | None = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            quality = float(logs["val_accuracy"])
+            self.curve.append(quality)
+            loss = float(logs.get("loss", math.nan))
+            self.losses.append(loss if math.isfinite(loss) else None)  # JSON has no NaN
+            score = self.score_fn(quality)
+            if score >= self.best:
+                layers = component_layers(self.model)
+                self.snapshot = {n: layers[n].get_params() for n in self.trainable}
+                self.best = score
+
+    _CLASSES = {"WarmupCosine": WarmupCosine, "MomentumSGD": MomentumSGD,
+                "Retention": Retention}
+    return _CLASSES
+
+
+def lr_schedule(lr: float, warmup_ratio: float, total_steps: int, min_ratio: float):
+    """The warmup + cosine schedule as a Keras `LearningRateSchedule`."""
+    return _classes()["WarmupCosine"](lr, total_steps, int(warmup_ratio * total_steps),
+                                      min_ratio)
+
+
+def make_optimizer(hparams: Mapping[str, Any], total_steps: int, config: Config):
+    """Clip by global norm, then SGD + momentum on the warmup-cosine schedule."""
+    schedule = lr_schedule(float(hparams["opt_lr"]), float(hparams["opt_lr_warmup_ratio"]),
+                           total_steps, config.search.min_lr_ratio)
+    return _classes()["MomentumSGD"](schedule, momentum=float(hparams["opt_momentum"]),
+                                     nesterov=bool(hparams["opt_nesterov"]),
+                                     global_clipnorm=config.search.grad_clip_norm)
+
+
+def compile_model(model, optimizer, *, run_eagerly: bool) -> None:
+    import keras
+
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  run_eagerly=run_eagerly, jit_compile=False)
+
+
+def validation_subset(task_name: str, images: np.ndarray, labels: np.ndarray,
+                      limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed subset of the validation split (the same for every child and cycle of a task):
+    `limit` examples in a permutation seeded by the task name, so a split ordered by class is
+    still sampled evenly."""
+    if len(labels) == 0:
+        raise TaskError(f"task {task_name!r} has an empty validation split: children cannot "
+                        "be compared")
+    order = derive_rng(0, task_name, "validation_subset").permutation(len(labels))
+    keep = np.sort(order[:limit])
+    return images[keep], labels[keep]
+
+
+def resolve_execution(execution: str, total_steps: int) -> bool:
+    """Whether to run eagerly: `auto` traces a graph only when enough steps pay for it."""
+    if execution not in EXECUTIONS:
+        raise ConfigError(f"execution={execution!r} is invalid: expected one of "
+                          f"{list(EXECUTIONS)}")
+    if execution == "auto":
+        return total_steps <= EAGER_MAX_STEPS
+    return execution == "eager"
+
+
+def train_model(model, train_ds, val_ds, *, budget: Budget, optimizer, trainable: list[str],
+                score_fn: Callable[[float], float], best_start: float,
+                execution: str = "auto") -> TrainOutcome:
+    """Train `model` for the whole budget with V validations and best-checkpoint retention.
+
+    `train_ds` must yield at least T batches (repeat it); `val_ds` is the fixed subset.
+    Improved iff some validation scored >= `best_start` (which is -inf for a new task).
+    """
+    run_eagerly = resolve_execution(execution, budget.total_steps)
+    compile_model(model, optimizer, run_eagerly=run_eagerly)
+    retention = _classes()["Retention"](score_fn, best_start, list(trainable))
+    start = time.perf_counter()
+    model.fit(train_ds, steps_per_epoch=budget.steps_per_validation, epochs=budget.validations,
+              validation_data=val_ds, callbacks=[retention], verbose=0, shuffle=False)
+    seconds = time.perf_counter() - start
+    improved = retention.snapshot is not None
+    if improved:
+        params = retention.snapshot
+        quality = max(retention.curve)
+    else:
+        layers = component_layers(model)
+        params = {n: layers[n].get_params() for n in trainable}
+        quality = max(retention.curve)
+    return TrainOutcome(improved=improved, params=params, curve=list(retention.curve),
+                        quality=quality, best_score=retention.best, steps=budget.total_steps,
+                        examples=budget.examples, seconds=seconds, losses=retention.losses)
+
+
+def set_params(model, params: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    layers = component_layers(model)
+    for name, weights in params.items():
+        layers[name].set_params(weights)

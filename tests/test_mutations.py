@@ -1,0 +1,246 @@
+"""Each mutation of method.md §3: incremental moves, the learned per-action probability,
+generation-level data hparams, depth change, adapter insertion and layer cloning (the
+component plan with its ancestor search)."""
+
+import dataclasses
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from mu2net.config import MU_VALUES, get_config
+from mu2net.errors import ConfigError
+from mu2net.model import component_names, component_shapes
+from mu2net.mutations import (
+    do_mutate,
+    incremental_mutation,
+    mutate_adapters,
+    mutate_hparams,
+    plan_components,
+    sample_ds_hparams,
+)
+from mu2net.root import build_root
+from mu2net.schema import Component, Path, sha256_hex
+
+CONFIG = get_config("testing")
+ARCH = CONFIG.architecture
+FIXED = CONFIG.replace(search=dataclasses.replace(CONFIG.search, mu_autotune=False))
+ROOT, _ = build_root(CONFIG, mode="random", seed=0)
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def child_hparams(**changes):
+    h = dict(ROOT.hparams)
+    h.update(num_classes=3)
+    h.update(changes)
+    return h
+
+
+# === incremental mutation and the learned mu =================================================
+
+
+def test_incremental_mutation_moves_one_step_either_way_and_clips_at_the_ends():
+    values = (1, 2, 3, 4)
+    r = rng()
+    moves = Counter(incremental_mutation(2, values, r) for _ in range(4000))
+    assert set(moves) == {1, 3}
+    assert moves[1] / 4000 == pytest.approx(0.5, abs=0.03)
+    ends = Counter(incremental_mutation(4, values, r) for _ in range(4000))
+    assert set(ends) == {3, 4} and ends[4] / 4000 == pytest.approx(0.5, abs=0.03)
+    assert {incremental_mutation(0.04, MU_VALUES, r) for _ in range(200)} == {0.02, 0.06}
+    assert {incremental_mutation(False, (False, True), r) for _ in range(100)} == {False, True}
+    with pytest.raises(ConfigError, match="not in the value list"):
+        incremental_mutation(5, values, r)
+
+
+def test_do_mutate_forced_action_always_fires_and_stores_nothing():
+    h = {"_mu_": 0.02}
+    assert all(do_mutate(h, "clone:encoder_norm", rng(i), CONFIG) for i in range(50))
+    assert h == {"_mu_": 0.02}
+
+
+def test_do_mutate_learns_a_per_action_probability_that_is_inherited():
+    # first use: starts from _mu_, is itself mutated with probability _mu_, stored in the child
+    stored = Counter()
+    fired = 0
+    for seed in range(3000):
+        h = {"_mu_": 0.1}
+        fired += do_mutate(h, "hp:opt_lr", rng(seed), CONFIG)
+        stored[h["_mu_|hp:opt_lr"]] += 1
+    assert set(stored) == {0.08, 0.1, 0.12}
+    assert stored[0.1] / 3000 == pytest.approx(0.9, abs=0.02)  # meta-mutation with prob _mu_
+    assert fired / 3000 == pytest.approx(0.1, abs=0.02)
+    # an inherited per-action probability takes precedence over _mu_
+    fired = sum(do_mutate({"_mu_": 0.02, "_mu_|hp:opt_lr": 0.3}, "hp:opt_lr", rng(s), CONFIG)
+                for s in range(3000))
+    assert fired / 3000 == pytest.approx(0.3, abs=0.03)
+    # without auto-tuning nothing is stored and the probability is used as is
+    h = {"_mu_": 0.1, "_mu_|hp:opt_lr": 1.0}
+    assert do_mutate(h, "hp:opt_lr", rng(), FIXED) and h == {"_mu_": 0.1, "_mu_|hp:opt_lr": 1.0}
+
+
+# === hyperparameter mutations ================================================================
+
+
+def test_optimizer_and_mu_hparams_move_one_step_along_their_lists():
+    always = {f"_mu_|hp:{k}": 1.0 for k in ("opt_lr", "opt_momentum", "opt_nesterov",
+                                            "opt_lr_warmup_ratio", "_mu_")}
+    never = {"_mu_|hp:num_layers": 0.0, "_mu_|hp:adapter_dim": 0.0}
+    for seed in range(20):
+        h = child_hparams(**always, **never)
+        before = dict(h)
+        fired = mutate_hparams(h, FIXED, rng(seed))
+        assert sorted(fired) == sorted(f"hp:{k}" for k in (
+            "opt_lr", "opt_momentum", "opt_nesterov", "opt_lr_warmup_ratio", "_mu_"))
+        for key in ("opt_lr", "opt_momentum", "opt_lr_warmup_ratio", "_mu_"):
+            values = CONFIG.hparams.get(key).values
+            step = values.index(h[key]) - values.index(before[key])
+            at_end = before[key] in (values[0], values[-1])
+            assert abs(step) == 1 or (at_end and step == 0), key
+        assert h["opt_nesterov"] != before["opt_nesterov"] or before["opt_nesterov"] is False
+        assert h["num_layers"] == before["num_layers"]
+        assert not any(k.startswith("ds_") and h[k] != before[k] for k in h)
+
+
+def test_num_layers_mutation_removes_or_adds_one_layer_within_range():
+    seen = Counter()
+    for seed in range(200):
+        h = child_hparams(**{"_mu_|hp:num_layers": 1.0, "_mu_": 0.02})
+        mutate_hparams(h, FIXED, rng(seed))
+        seen[h["num_layers"]] += 1
+    assert set(seen) == {1, 3}  # root has 2 layers; range is 0..3
+    tops = set()
+    for seed in range(50):
+        h = child_hparams(num_layers=3, **{"_mu_|hp:num_layers": 1.0})
+        mutate_hparams(h, FIXED, rng(seed))
+        tops.add(h["num_layers"])
+    assert tops == {2, 3}  # clipped at max_layers=3
+
+
+def test_data_hparams_are_defaults_without_a_best_path_and_mutated_from_it_otherwise():
+    ds, fired = sample_ds_hparams(CONFIG, None, rng())
+    assert fired == [] and ds == {k: v for k, v in CONFIG.hparams.defaults().items()
+                                  if k.startswith("ds_")}
+    best = child_hparams(ds_image_size=20, **{"_mu_|hp:ds_image_size": 0.3, "_mu_": 0.3})
+    sizes = Counter()
+    for seed in range(300):
+        ds, fired = sample_ds_hparams(CONFIG, best, rng(seed))
+        sizes[ds["ds_image_size"]] += 1
+        assert "_mu_" not in ds and "_mu_|hp:ds_image_size" in ds
+        assert ("hp:ds_image_size" in fired) == (ds["ds_image_size"] != 20) or \
+            ds["ds_image_size"] == 20
+    assert set(sizes) == {16, 20}  # 20 is the top of (12, 16, 20): stays or moves down
+    assert 0.6 < sizes[20] / 300 < 0.95
+
+
+def test_add_residual_adapter_inserts_before_blocks_and_drops_those_of_removed_layers():
+    h = child_hparams(num_layers=3, **{f"_mu_|add:residual_adapter_{i}": 1.0 for i in range(3)})
+    assert mutate_adapters(h, FIXED, rng()) == [f"add:residual_adapter_{i}" for i in range(3)]
+    assert h["adapter_layers"] == [0, 1, 2]
+    h["num_layers"] = 1
+    assert mutate_adapters(h, FIXED, rng()) == [] and h["adapter_layers"] == [0]
+    off = FIXED.replace(search=dataclasses.replace(FIXED.search, mutate_adapters=False))
+    h = child_hparams(**{"_mu_|add:residual_adapter_0": 1.0})
+    assert mutate_adapters(h, off, rng()) == [] and h["adapter_layers"] == []
+
+
+# === component plan: cloning, sharing, depth and resolution changes ==========================
+
+
+def fake_comp(name, creator, hparams):
+    shapes = component_shapes(name, ARCH, hparams)
+    blob = sha256_hex(f"{creator}:{name}:{sorted(hparams.items())}".encode())
+    return Component(Component.make_id(creator, name, blob), name, creator, shapes, blob)
+
+
+def task_path(task, hparams, reuse_from_root=(), parent=ROOT):
+    comps = []
+    for name in component_names(hparams):
+        root_comp = ROOT.component(name)
+        if name in reuse_from_root and root_comp is not None:
+            comps.append(root_comp)
+        else:
+            comps.append(fake_comp(name, task, hparams))
+    return Path(task, tuple(comps), dict(hparams), CONFIG.method_version, parent=parent.hash,
+                parent_task=parent.task, metrics={"validation_accuracy": 0.5})
+
+
+def plan(h, ancestry, task="digits", users=None, config=FIXED, seed=0):
+    h = dict(h)
+    slots, fired = plan_components(h, ancestry, task, ARCH, users or {}, rng(seed), config,
+                                   init_seed=lambda name: 1000 + len(name))
+    return {s.name: s for s in slots}, fired, h
+
+
+def test_a_new_task_shares_frozen_root_components_clones_encoder_norm_and_inits_its_head():
+    slots, fired, _ = plan(child_hparams(**{"_mu_": 0.0}), [ROOT])
+    actions = {n: s.action for n, s in slots.items()}
+    assert actions == {"cls": "reuse", "embedding": "reuse", "posembed_input": "reuse",
+                       "encoderblock_0": "reuse", "encoderblock_1": "reuse",
+                       "encoder_norm": "clone", "head": "init"}
+    assert slots["encoderblock_1"].source == ROOT.component("encoderblock_1")
+    assert fired == ["clone:encoder_norm"]  # forced (method.md §3.1): always fires
+
+
+def test_clone_mutation_makes_a_trainable_copy_of_a_frozen_component():
+    h = child_hparams(**{"_mu_": 0.0, "_mu_|clone:encoderblock_1": 1.0, "_mu_|clone:cls": 1.0})
+    slots, fired, _ = plan(h, [ROOT])
+    assert slots["encoderblock_1"].action == "clone" and slots["cls"].action == "clone"
+    assert slots["encoderblock_1"].source == ROOT.component("encoderblock_1")
+    assert sorted(fired) == ["clone:cls", "clone:encoder_norm", "clone:encoderblock_1"]
+    assert slots["encoderblock_0"].action == "reuse"
+
+
+def test_clone_probability_is_learned_per_component():
+    slots, fired, h = plan(child_hparams(), [ROOT], config=CONFIG)
+    for name in ("cls", "embedding", "encoderblock_0", "encoderblock_1"):
+        assert h[f"_mu_|clone:{name}"] in MU_VALUES
+
+
+def test_image_size_change_interpolates_the_root_posembed():
+    slots, _, _ = plan(child_hparams(ds_image_size=20), [ROOT])
+    assert slots["posembed_input"].action == "interpolate"
+    assert slots["posembed_input"].source == ROOT.component("posembed_input")
+
+
+def test_layer_removal_and_readdition_from_ancestors():
+    one = child_hparams(num_layers=1, num_classes=3)
+    parent = task_path("digits", one, reuse_from_root=("cls", "embedding", "posembed_input"))
+    slots, _, _ = plan(child_hparams(num_layers=1, **{"_mu_": 0.0}), [parent, ROOT])
+    assert "encoderblock_1" not in slots  # removed top layer
+    # the parent has one block; the second is re-added from the grandparent (the root)
+    slots, _, _ = plan(child_hparams(num_layers=2, **{"_mu_": 0.0}), [parent, ROOT])
+    assert slots["encoderblock_1"].source == ROOT.component("encoderblock_1")
+    assert slots["encoderblock_0"].source == parent.component("encoderblock_0")
+    # beyond every ancestor: a fresh block
+    slots, _, _ = plan(child_hparams(num_layers=3), [parent, ROOT])
+    assert slots["encoderblock_2"].action == "init" and slots["encoderblock_2"].seed == 1014
+
+
+def test_heads_come_only_from_the_same_task_and_own_unshared_components_are_always_cloned():
+    other = task_path("letters", child_hparams(num_classes=3))
+    slots, _, _ = plan(child_hparams(**{"_mu_": 0.0}), [other, ROOT], task="digits")
+    assert slots["head"].action == "init"  # same shape, but another task's head
+    assert slots["encoderblock_0"].action == "reuse"  # frozen: created by another task
+    own = task_path("digits", child_hparams(num_classes=3))
+    users = {c.id: {"digits"} for c in own.components}
+    slots, fired, _ = plan(child_hparams(**{"_mu_": 0.0}), [own, ROOT], users=users)
+    assert all(s.action == "clone" for s in slots.values()), slots
+    assert slots["head"].source == own.component("head") and fired == []
+    # once another task shares a component, it is frozen for its creator too
+    users[own.component("encoderblock_0").id] = {"digits", "letters"}
+    slots, _, _ = plan(child_hparams(**{"_mu_": 0.0}), [own, ROOT], users=users)
+    assert slots["encoderblock_0"].action == "reuse"
+
+
+def test_adapter_with_another_dim_is_not_reused():
+    parent = task_path("digits", child_hparams(adapter_layers=[0], adapter_dim=8))
+    slots, _, _ = plan(child_hparams(adapter_layers=[0], adapter_dim=8, **{"_mu_": 0.0}),
+                       [parent, ROOT], task="other")
+    assert slots["residual_adapter_0"].action == "reuse"
+    slots, _, _ = plan(child_hparams(adapter_layers=[0], adapter_dim=16), [parent, ROOT],
+                       task="other")
+    assert slots["residual_adapter_0"].action == "init"
