@@ -6,7 +6,7 @@ STORE ?= $(CURDIR)/store
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND ?= tensorflow
 
-.PHONY: setup lint format test test-slow demo compile clean
+.PHONY: setup lint format test test-slow demo compile golden clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,17 @@ test-slow: setup
 # The main job on the embedded default (local store, kfp.local).
 demo: setup
 	$(BIN)/mu2net demo --store $(STORE)
+
+# Compile the onboarding pipeline: make compile CONFIG=gpu TARGET=gpu REGISTRY=europe-docker.pkg.dev/P/mu2net
+CONFIG ?= gpu
+TARGET ?= gpu
+REGISTRY ?=
+compile: setup
+	$(BIN)/mu2net compile --config $(CONFIG) --target $(TARGET) --registry '$(REGISTRY)' --out build/
+
+# Regenerate tests/golden/*.yaml after an intended change of the pipeline or its components.
+golden: setup
+	$(BIN)/python tests/test_pipeline_golden.py
 
 clean:
 	rm -rf $(VENV) local_outputs .pytest_cache

@@ -1,0 +1,53 @@
+"""Thin KFP components, one per stage of a search cycle.
+
+Each `components/<stage>.py` holds one plain function whose body imports `mu2net.steps` and makes
+one library call; the glue between KFP artifacts and library objects lives in `mu2net/steps.py`,
+which tests call without KFP. `build_components(image)` turns the functions into lightweight
+components on the project's image: the image is chosen at compile time (the tag written by
+`mu2net compile`), and `install_kfp_package=False` because the image already pins kfp.
+"""
+
+from dataclasses import dataclass
+
+from kfp import dsl
+
+from components.close_and_commit import close_and_commit
+from components.ingest_task import ingest_task
+from components.plan_generation import plan_generation
+from components.report_run import report_run
+from components.select_children import select_children
+from components.start_cycle import start_cycle
+from components.train_child import train_child
+
+STAGES = {
+    "ingest": ingest_task,
+    "start": start_cycle,
+    "plan": plan_generation,
+    "train": train_child,
+    "select": select_children,
+    "commit": close_and_commit,
+    "report": report_run,
+}
+
+
+@dataclass(frozen=True)
+class Components:
+    """The stage components bound to images: `train` on the training image, the light stages
+    (which always run on CPU nodes) on the light image."""
+
+    ingest: dsl.base_component.BaseComponent
+    start: dsl.base_component.BaseComponent
+    plan: dsl.base_component.BaseComponent
+    train: dsl.base_component.BaseComponent
+    select: dsl.base_component.BaseComponent
+    commit: dsl.base_component.BaseComponent
+    report: dsl.base_component.BaseComponent
+
+
+def build_components(image: str, light_image: str | None = None) -> Components:
+    """Lightweight components for the given images (light_image defaults to image)."""
+    built = {}
+    for stage, func in STAGES.items():
+        base = image if stage == "train" else (light_image or image)
+        built[stage] = dsl.component(func, base_image=base, install_kfp_package=False)
+    return Components(**built)

@@ -32,6 +32,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=CONFIG_NAMES)
     p.add_argument("--method-version", action="store_true", help="print only the method version")
     p.set_defaults(func=_cmd_config)
+
+    from mu2net import commands  # run, deploy and inspect commands
+
+    commands.register(sub)
     return parser
 
 

@@ -28,3 +28,13 @@ class IntegrityError(StoreError):
 
 class TaskError(Mu2NetError, ValueError):
     """A task source is invalid, missing or unreadable."""
+
+
+class DeployError(Mu2NetError):
+    """A Kubeflow Pipelines endpoint, schedule or package cannot be used (unreachable host,
+    failed authentication, invalid cron expression, missing compiled pipeline)."""
+
+
+class RunError(Mu2NetError):
+    """A pipeline run (local or on a cluster) failed; the message names the failing step's
+    error and where its log is."""

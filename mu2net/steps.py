@@ -1,0 +1,523 @@
+"""The glue between pipeline steps and the library: artifact folders <-> library objects.
+
+Every KFP component (`components/*.py`) calls exactly one `*_step` function here with local
+folder paths and plain values; these functions read the inputs, call one library step
+(`mu2net.search`, `mu2net.tasks.ingest`, the store) and write the outputs. They never import
+kfp, so tests call them directly, and `mu2net onboard` runs them through `kfp.local`.
+
+Artifact layouts (all JSON is canonical, all blobs are component `.npz` files named by sha256):
+
+* task (Dataset):        request.json (spec, mode, queue entry) + NAME/ (prepared task)
+* state / plan (Artifact): state.json (SearchState) [+ specs.json] + blobs/<sha>.npz -- the new
+  components of the population's paths that are not in the store yet (`staged_blobs`, stored
+  relative to the folder and resolved to absolute paths on load)
+* result (Model):        result.json (ChildResult) + the child's new blobs, relative paths
+* extension (Model):     extension.json + commit.json
+
+The store's head is pinned once, by `start_step`, as the cycle's base version: every later step
+reads that version (`state.base_version`), never the moving head, so a cycle sees one
+consistent system however long it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mu2net.config import Config, canonical_json
+from mu2net.errors import ConfigError, SchemaError, StoreError, TaskError
+
+REQUEST_FILE = "request.json"
+STATE_FILE = "state.json"
+SPECS_FILE = "specs.json"
+RESULT_FILE = "result.json"
+EXTENSION_FILE = "extension.json"
+COMMIT_FILE = "commit.json"
+BLOBS_DIR = "blobs"
+NEXT = "next"
+MODES = ("onboard", "iterate")
+FAULT_ENV = "MU2NET_FAULT_AFTER_COMMIT"  # tests: path of a marker file, see commit_step
+LEASE_MARGIN_S = 3600.0
+
+
+# === small helpers ==========================================================================
+
+
+def load_config(config_json: str, config_hash: str) -> Config:
+    """The config a step was compiled with; refuses JSON whose hash is not the recorded one
+    (a pipeline compiled from one config must not run with another's components)."""
+    config = Config.from_json(config_json)
+    if config.config_hash != config_hash:
+        raise ConfigError(f"config hash mismatch: the pipeline passed {config_hash!r} but its "
+                          f"config JSON ({config.name!r}) hashes to {config.config_hash!r}; "
+                          "recompile the pipeline")
+    return config
+
+
+def resolve_run_id(run_id: str, job_id: str) -> str:
+    """The explicit run id if given, else the pipeline run's id (shared by retries)."""
+    rid = (run_id or "").strip() or (job_id or "").strip()
+    if not rid or rid.startswith("{{"):
+        raise ConfigError(f"run id is empty (run_id={run_id!r}, job id={job_id!r}): pass "
+                          "run_id")
+    return rid
+
+
+def _write_json(path: str, doc: Any) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fh:
+        fh.write(canonical_json(doc))
+    os.replace(tmp, path)
+
+
+def _read_json(path: str, what: str) -> Any:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise SchemaError(f"{what} {path!r} is missing: the producing step did not finish"
+                          ) from None
+
+
+def _open_store(store_uri: str, config: Config | None = None) -> Any:
+    """The store; with a config, same-task commit races are decided by the method's score."""
+    from mu2net.store import open_store
+    from mu2net.store.versioned import config_scorer
+
+    if not store_uri:
+        raise StoreError("store_uri is empty: pass the store (gs://bucket/prefix or a folder)")
+    if config is None:
+        return open_store(store_uri)
+    return open_store(store_uri, scorer=config_scorer(config))
+
+
+def _numbers(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """Finite scalar metrics (bools and lists dropped) for the KFP Metrics artifact."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if math.isfinite(float(value)):
+            out[prefix + key] = float(value)
+    return out
+
+
+# === staged blobs in artifact folders =======================================================
+
+
+def save_state(state: Any, folder: str, *, extra: Mapping[str, Any] | None = None) -> None:
+    """Write a SearchState with its staged blobs copied into `folder/blobs/`."""
+    blob_dir = os.path.join(folder, BLOBS_DIR)
+    os.makedirs(blob_dir, exist_ok=True)
+    relative = {}
+    for blob, location in sorted(state.staged_blobs.items()):
+        target = os.path.join(blob_dir, f"{blob}.npz")
+        source = location[len("file://"):] if location.startswith("file://") else location
+        if os.path.abspath(source) != os.path.abspath(target) and not os.path.exists(target):
+            shutil.copyfile(source, target + ".tmp")
+            os.replace(target + ".tmp", target)
+        relative[blob] = f"{BLOBS_DIR}/{blob}.npz"
+    doc = state.replace(staged_blobs=relative).to_dict()
+    if extra:
+        doc = {**doc, "_extra": dict(extra)}
+    _write_json(os.path.join(folder, STATE_FILE), doc)
+
+
+def load_state(folder: str) -> Any:
+    """A SearchState whose staged blobs point at this folder's files."""
+    from mu2net.search_state import SearchState
+
+    doc = _read_json(os.path.join(folder, STATE_FILE), "search state")
+    doc.pop("_extra", None)
+    state = SearchState.from_dict(doc)
+    return state.replace(staged_blobs={
+        blob: os.path.join(folder, rel) for blob, rel in state.staged_blobs.items()})
+
+
+def save_result(result: Any, folder: str) -> None:
+    """Write a ChildResult with its new blobs stored relative to `folder`."""
+    os.makedirs(folder, exist_ok=True)
+    relative = {}
+    for blob, location in sorted(result.new_blobs.items()):
+        target = os.path.join(folder, f"{blob}.npz")
+        if os.path.abspath(location) != os.path.abspath(target):
+            shutil.copyfile(location, target)
+        relative[blob] = f"{blob}.npz"
+    doc = result.to_dict()
+    doc["new_blobs"] = relative
+    _write_json(os.path.join(folder, RESULT_FILE), doc)
+
+
+def load_result(folder: str) -> Any:
+    from mu2net.search import ChildResult
+
+    doc = _read_json(os.path.join(folder, RESULT_FILE), "child result")
+    doc["new_blobs"] = {b: os.path.join(folder, rel) for b, rel in doc["new_blobs"].items()}
+    return ChildResult.from_dict(doc)
+
+
+def blob_source(store: Any, staged: Mapping[str, str]) -> Any:
+    """Staged files first (this cycle's uncommitted components), then the store."""
+    from mu2net.blobs import ChainBlobs, FileBlobs
+
+    return ChainBlobs([FileBlobs(staged), store])
+
+
+def load_task_dir(task_dir: str) -> tuple[dict[str, Any], Any]:
+    """(request, TaskData) of an ingest step's output folder."""
+    from mu2net.tasks.ingest import load_prepared, prepared_dir
+
+    request = _read_json(os.path.join(task_dir, REQUEST_FILE), "task request")
+    return request, load_prepared(prepared_dir(task_dir, request["task"]))
+
+
+# === the task queue and the re-evolution rule ==============================================
+
+
+def task_cycles(versions: Sequence[Any]) -> dict[str, int]:
+    """How many committed versions changed each task's path (= its completed cycles)."""
+    chain = sorted(versions, key=lambda v: v.number)
+    counts: dict[str, int] = {}
+    previous: Mapping[str, str] = {}
+    for version in chain:
+        for task, path_hash in version.tasks.items():
+            if previous.get(task) != path_hash:
+                counts[task] = counts.get(task, 0) + 1
+        previous = version.tasks
+    return counts
+
+
+def gain_ranking(view: Any, versions: Sequence[Any]) -> list[tuple[float, str]]:
+    """Tasks by expected gain of one more cycle, best first.
+
+    The rule: gain = (1 - validation accuracy) / (1 + cycles so far). The error left is the
+    headroom; dividing by the cycles already spent favours tasks the search has explored
+    least (each cycle has diminishing returns). Ties go to the task name, alphabetically.
+    """
+    cycles = task_cycles(versions)
+    ranked = []
+    for task, path in view.paths.items():
+        accuracy = float(path.metrics.get("validation_accuracy", 0.0))
+        ranked.append(((1.0 - accuracy) / (1 + cycles.get(task, 0)), task))
+    return sorted(ranked, key=lambda item: (-item[0], item[1]))
+
+
+def pick_task_to_iterate(store: Any) -> str | None:
+    """The task with the most to gain (see `gain_ranking`), or None if the store has none."""
+    head = store.head()
+    if head is None:
+        return None
+    ranking = gain_ranking(store.load_system(head), store.versions())
+    return ranking[0][1] if ranking else None
+
+
+def task_source(store: Any, name: str) -> str:
+    """The source spec a task was ingested from (recorded by every ingest step)."""
+    sources = sorted({info.source for info in store.task_infos(name)})
+    if not sources:
+        raise TaskError(f"task {name!r} has no recorded source in store {store.uri!r}: "
+                        "iterate it with its source spec instead of its name")
+    if len(sources) > 1:
+        raise TaskError(f"task {name!r} was ingested from several sources {sources}: iterate "
+                        "it with the source spec to use")
+    return sources[0]
+
+
+def resolve_request(store: Any, task_spec: str, mode: str, run_id: str) -> dict[str, Any]:
+    """What this run works on: {"spec", "mode", "name", "queue_entry"}.
+
+    * "next": the oldest pending queue entry (or the one this run took, on a retry), else
+      the task with the most to gain (mode iterate);
+    * mode iterate with a task name of the store: that task, from its recorded source;
+    * anything else: a source spec, as given.
+    """
+    if mode not in MODES:
+        raise ConfigError(f"mode={mode!r} is invalid: expected one of {list(MODES)}")
+    spec = (task_spec or "").strip()
+    if not spec:
+        raise TaskError(f"task_spec is empty: pass a source spec, a task name or {NEXT!r}")
+    if spec == NEXT:
+        # A retried step must not take a second task: reuse (or re-fail) this run's entry.
+        for held in store.queue():
+            if held.run_id == run_id and held.state == "failed":
+                raise TaskError(f"queue entry {held.id} ({held.spec}) already failed in run "
+                                f"{run_id}: {held.error}")
+        entry = store.take_next(run_id)  # returns the entry this run holds, if any
+        if entry is not None:
+            try:
+                if entry.spec.strip() == NEXT:
+                    raise TaskError(f"queue entry {entry.id} has spec {NEXT!r}: a queue entry "
+                                    "must name a task source or, to iterate, a task")
+                resolved = resolve_request(store, entry.spec, entry.mode, run_id)
+            except (TaskError, ConfigError) as exc:
+                store.finish(entry.id, error=f"{type(exc).__name__}: {exc}")
+                raise
+            return {**resolved, "queue_entry": entry.id}
+        name = pick_task_to_iterate(store)
+        if name is None:
+            raise TaskError(f"nothing to do: the queue of store {store.uri!r} is empty and the "
+                            "store holds no task to re-evolve")
+        return {"spec": task_source(store, name), "mode": "iterate", "name": name,
+                "queue_entry": ""}
+    if mode == "iterate" and ":" not in spec:
+        return {"spec": task_source(store, spec), "mode": "iterate", "name": spec,
+                "queue_entry": ""}
+    return {"spec": spec, "mode": mode, "name": None, "queue_entry": ""}
+
+
+# === steps ==================================================================================
+
+
+def ingest_step(*, task_spec: str, mode: str, store_uri: str, data_dir: str, run_id: str,
+                config_json: str, config_hash: str, task_dir: str) -> dict[str, Any]:
+    """Resolve the request and prepare the task under `task_dir/NAME`."""
+    from mu2net.tasks.ingest import check_onboarding, ingest
+
+    load_config(config_json, config_hash)
+    store = _open_store(store_uri)
+    request = resolve_request(store, task_spec, mode, run_id)
+    try:
+        info = ingest(request["spec"], task_dir, data_dir=data_dir or None,
+                      name=request["name"])
+        head = store.head()
+        check_onboarding(info.name, store.load_system(head) if head is not None else None,
+                         request["mode"])
+    except (TaskError, SchemaError) as exc:  # the request is bad: retrying cannot help
+        if request["queue_entry"]:
+            store.finish(request["queue_entry"], error=f"{type(exc).__name__}: {exc}")
+        raise
+    store.put_task_info(info)
+    doc = {**request, "task": info.name, "task_info": info.to_dict(), "run_id": run_id}
+    _write_json(os.path.join(task_dir, REQUEST_FILE), doc)
+    return {"task": info.name, "spec": request["spec"], "mode": request["mode"],
+            "queue_entry": request["queue_entry"], "num_classes": info.num_classes,
+            "train_examples": info.split_sizes["train"], "content_hash": info.content_hash}
+
+
+def lease_ttl(config: Config) -> float:
+    """Long enough for a whole cycle on the slowest pool, renewed at every select."""
+    pool = max((config.placement.pool(t) for t in ("cpu", "gpu", "tpu")),
+               key=lambda p: p.timeout_s)
+    return float(pool.timeout_s * (pool.retries + 1) + LEASE_MARGIN_S)
+
+
+def start_step(*, task_dir: str, store_uri: str, seed: int, run_id: str, config_json: str,
+               config_hash: str, state_dir: str) -> dict[str, Any]:
+    """Pin the head as the base version and write the cycle's initial search state."""
+    from mu2net import search
+    from mu2net.schema import TaskInfo
+
+    config = load_config(config_json, config_hash)
+    store = _open_store(store_uri, config)
+    base = store.head()
+    if base is None:
+        raise StoreError(f"store {store_uri!r} is empty: create version 0 with `mu2net init`")
+    request = _read_json(os.path.join(task_dir, REQUEST_FILE), "task request")
+    system = store.load_system(base)
+    state = search.start_cycle(system, TaskInfo.from_dict(request["task_info"]), config,
+                               seed=int(seed), run_id=run_id, mode=request["mode"])
+    store.acquire_lease(run_id, ttl_s=lease_ttl(config), base_version=base)
+    save_state(state, state_dir)
+    return {"base_version": base, "task": state.task, "mode": state.mode, "run_id": run_id,
+            "method_version": config.method_version}
+
+
+def plan_step(*, state_dir: str, generation: int, store_uri: str, config_json: str,
+              config_hash: str, plan_dir: str) -> list[str]:
+    """Plan one generation; returns the child specs as JSON strings (the ParallelFor items)."""
+    from mu2net import search
+
+    config = load_config(config_json, config_hash)
+    state = load_state(state_dir)
+    if state.generation != generation:
+        raise SchemaError(f"plan of generation {generation} got a search state at generation "
+                          f"{state.generation}: the pipeline wiring is out of order")
+    store = _open_store(store_uri, config)
+    state, specs = search.plan_generation(state, store.load_system(state.base_version), config)
+    save_state(state, plan_dir)
+    items = [canonical_json(spec.to_dict()) for spec in specs]
+    _write_json(os.path.join(plan_dir, SPECS_FILE), [spec.to_dict() for spec in specs])
+    return items
+
+
+def write_tensorboard(metrics: Mapping[str, Any], logdir: str) -> int:
+    """Write a child's training curves and final scalars as TensorBoard events; returns the
+    number of scalar points written.
+
+    Every list of numbers in `metrics` (`validation_curve`, `train_losses`: one value per
+    validation) becomes a curve whose step is the number of examples trained when it was
+    measured (`examples_trained` spread evenly over the validations); every scalar is written
+    once, at the last step. TensorBoard reads the run's pipeline root recursively, so each
+    child's events appear as one run named after its artifact path.
+
+    The events are written with `tf.summary.write` and the scalars plugin's metadata (what
+    `tensorboard.summary.scalar` writes), so the images need no `tensorboard` package; only
+    the machine viewing them does.
+    """
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+    def scalar(tag: str, value: float, step: int) -> None:
+        tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=meta)
+
+    os.makedirs(logdir, exist_ok=True)
+    series = {k: [float(x) for x in v] for k, v in metrics.items()
+              if isinstance(v, list | tuple) and v
+              and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)}
+    total = int(metrics.get("examples_trained") or 0)
+    longest = max((len(v) for v in series.values()), default=1)
+    written = 0
+    writer = tf.summary.create_file_writer(logdir)
+    with writer.as_default():
+        for name, values in sorted(series.items()):
+            for i, value in enumerate(values):
+                step = total * (i + 1) // len(values) if total else i + 1
+                if math.isfinite(value):
+                    scalar(f"curve/{name}", value, step)
+                    written += 1
+        last = total or longest
+        for name, value in sorted(_numbers(metrics).items()):
+            scalar(f"final/{name}", value, last)
+            written += 1
+    writer.flush()
+    writer.close()
+    return written
+
+
+def train_step(*, spec_json: str, plan_dir: str, task_dir: str, store_uri: str,
+               config_json: str, config_hash: str, result_dir: str,
+               tensorboard_dir: str) -> dict[str, Any]:
+    """Train one child; write its result and new blobs, and its TensorBoard events."""
+    from mu2net import search
+
+    config = load_config(config_json, config_hash)
+    state = load_state(plan_dir)
+    spec = search.ChildSpec.from_dict(json.loads(spec_json))
+    store = _open_store(store_uri, config)
+    _, task = load_task_dir(task_dir)
+    os.makedirs(result_dir, exist_ok=True)
+    result = search.train_child(spec, state, store.load_system(state.base_version), task,
+                                config, blob_source(store, state.staged_blobs), result_dir)
+    save_result(result, result_dir)
+    metrics = {**_numbers(result.metrics), "score": result.score,
+               "improved": float(bool(result.improved))}
+    write_tensorboard({**result.metrics, "score": result.score,
+                       "improved": float(bool(result.improved))}, tensorboard_dir)
+    return {"metrics": _numbers(metrics), "score": float(result.score)
+            if math.isfinite(result.score) else -1.0,
+            "metadata": {"improved": bool(result.improved),
+                         "new_blobs": len(result.new_blobs)}}
+
+
+def select_step(*, plan_dir: str, result_dirs: Sequence[str], store_uri: str,
+                config_json: str, config_hash: str, state_dir: str) -> dict[str, Any]:
+    """Accept improved children, prune the population, carry its staged blobs forward."""
+    from mu2net import search
+
+    config = load_config(config_json, config_hash)
+    state = load_state(plan_dir)
+    results = [load_result(folder) for folder in result_dirs]
+    store = _open_store(store_uri, config)
+    state = search.select(state, results, store.load_system(state.base_version), config)
+    save_state(state, state_dir)
+    store.acquire_lease(state.run_id, ttl_s=lease_ttl(config), base_version=state.base_version,
+                        blobs=sorted(state.staged_blobs))
+    best = state.best()
+    best_score = best.score if best is not None and math.isfinite(best.score) else -1.0
+    return {"best_score": float(best_score),
+            "metrics": {"accepted": float(sum(bool(r.improved) for r in results)),
+                        "children": float(len(results)),
+                        "population": float(len(state.population)),
+                        "best_score": float(best_score)}}
+
+
+def _maybe_inject_fault() -> None:
+    """Test hook: with MU2NET_FAULT_AFTER_COMMIT=<marker file>, the first commit step to get
+    here creates the marker and fails (after the store's compare-and-swap), so the retry's
+    idempotency can be tested through the real pipeline."""
+    marker = os.environ.get(FAULT_ENV, "")
+    if marker and not os.path.exists(marker):
+        with open(marker, "w") as fh:
+            fh.write("injected\n")
+        raise RuntimeError(f"injected fault after the commit's compare-and-swap ({FAULT_ENV})")
+
+
+def path_metrics(path: Any, view: Any, config: Config) -> dict[str, float]:
+    """The committed path's dashboard numbers, read against a system version."""
+    from mu2net.scoring import forward_flops, path_score
+
+    metrics = _numbers(path.metrics)
+    metrics["accounted_params"] = float(view.accounted_params(path))
+    metrics["params"] = float(path.num_params)
+    metrics["flops"] = float(forward_flops(config.architecture, path.hparams))
+    if "validation_accuracy" in path.metrics:
+        metrics["score"] = float(path_score(path, view, config.architecture, config.score))
+    return metrics
+
+
+def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: str,
+                config_json: str, config_hash: str, extension_dir: str) -> dict[str, Any]:
+    """Close the cycle and commit its extension (idempotent per run id)."""
+    from mu2net import search
+
+    config = load_config(config_json, config_hash)
+    state = load_state(state_dir)
+    store = _open_store(store_uri, config)
+    request, task = load_task_dir(task_dir)
+    system = store.load_system(state.base_version)
+    extension = search.close_cycle(state, system, task, config,
+                                   blob_source(store, state.staged_blobs),
+                                   code_version=code_version)
+    result = store.commit(extension)
+    _maybe_inject_fault()
+    if request.get("queue_entry"):
+        store.finish(request["queue_entry"])  # idempotent
+    store.release_lease(state.run_id)
+    view = store.load_system(result.version)
+    committed = view.paths[extension.task]
+    doc = extension.to_dict()
+    doc["blob_files"] = {blob: "" for blob in extension.blob_files}  # committed to the store
+    _write_json(os.path.join(extension_dir, EXTENSION_FILE), doc)
+    commit_doc = {"version": result.version, "created": result.created,
+                  "bytes_written": result.bytes_written, "rebases": result.rebases,
+                  "decision": result.decision, "task": extension.task,
+                  "base_version": extension.base_version, "run_id": extension.run_id,
+                  "path_hash": committed.hash}
+    _write_json(os.path.join(extension_dir, COMMIT_FILE), commit_doc)
+    return {"version": int(result.version),
+            "metrics": {**path_metrics(committed, view, config),
+                        "version": float(result.version),
+                        "new_components": float(len(extension.blob_files))},
+            "metadata": {k: v for k, v in commit_doc.items() if v is not None}}
+
+
+def report_step(*, extension_dir: str, task_dir: str, store_uri: str, config_json: str,
+                config_hash: str, markdown_path: str, html_path: str) -> dict[str, Any]:
+    """The run's dashboards: Markdown summary, HTML system graph and history, and the
+    committed path's confusion matrix on the test split."""
+    from mu2net import report
+
+    config = load_config(config_json, config_hash)
+    store = _open_store(store_uri, config)
+    commit = _read_json(os.path.join(extension_dir, COMMIT_FILE), "commit record")
+    _, task = load_task_dir(task_dir)
+    version = int(commit["version"])
+    view = store.load_system(version)
+    path = view.paths[commit["task"]]
+    confusion = report.confusion_matrix_of(store, path, task, config, version=version)
+    metrics = path_metrics(path, view, config)
+    line = report.one_line(commit, metrics)
+    with open(markdown_path, "w") as fh:
+        fh.write(report.run_markdown(commit, metrics, view, config, confusion))
+    with open(html_path, "w") as fh:
+        fh.write(report.system_html(store, version))
+    return {"line": line, "class_names": list(task.info.class_names),
+            "confusion_matrix": confusion}

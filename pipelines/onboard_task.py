@@ -1,0 +1,122 @@
+"""The onboarding pipeline: one run is one search cycle of one task, committed to the store.
+
+    ingest -> start (pins the base version) -> for each generation (unrolled at compile time):
+    plan -> ParallelFor over its K children (train, on the target node pool) -> Collected ->
+    select -> ... -> close the cycle and commit -> report
+
+The config and the device target are bound at compile time (`build_pipeline`), so the pipeline
+is named `onboard-<config>-<target>` and every component receives the config JSON and its hash
+(and refuses a mismatch). Generations are unrolled with a Python loop and the target is a Python
+`if`: a runtime `dsl.If/Else` around a task whose output is `Collected` inside a `ParallelFor`
+crashes the kfp 2.17.3 compiler.
+
+Compile:  mu2net compile --config gpu --target gpu --out build/
+"""
+
+from typing import Any
+
+from kfp import dsl
+
+from components import build_components
+from components.placement import place
+
+DEFAULT_STORE = "gs://mu2net-models/shared"
+
+
+def pipeline_name(config_name: str, target: str) -> str:
+    return f"onboard-{config_name}-{target}".replace("_", "-")
+
+
+def build_pipeline(config_name: str, target: str, image: str | None = None, *,
+                   light_image: str | None = None, store_uri: str = DEFAULT_STORE,
+                   code_version: str = "", retry_backoff: str = "60s") -> Any:
+    """The pipeline function for one config and device target.
+
+    Args:
+        config_name: A named config (testing, cpu_demo, gpu, tpu).
+        target: cpu, gpu or tpu: the node pool children train on.
+        image: The training image; default: the config's image.
+        light_image: The image of the light steps (CPU nodes); default: `image`.
+        store_uri: The store URI offered as the run form's default.
+        code_version: Recorded in every commit (the image tag `mu2net compile` uses).
+        retry_backoff: Wait before retrying a failed or preempted step.
+    """
+    from mu2net.config import TARGETS, get_config
+    from mu2net.errors import ConfigError
+
+    if target not in TARGETS:
+        raise ConfigError(f"target {target!r} is invalid: expected one of {list(TARGETS)}")
+    config = get_config(config_name)
+    if image:
+        config = config.replace(image=image)
+    comps = build_components(config.image, light_image or config.image)
+    cfg = {"config_json": config.to_json(), "config_hash": config.config_hash}
+    light = config.placement.light
+    train_pool = config.placement.pool(target)
+    children = config.search.children_per_generation
+    generations = config.search.generations_per_cycle
+    job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+
+    def light_step(task: dsl.PipelineTask, name: str, cache: bool = True) -> dsl.PipelineTask:
+        task.set_display_name(name)
+        if not cache:
+            task.set_caching_options(enable_caching=False)
+        return place(task, light, retry_backoff=retry_backoff)
+
+    @dsl.pipeline(name=pipeline_name(config_name, target),
+                  description=f"One mu2Net+ search cycle of one task ({config.name} config, "
+                              f"method {config.method_version}, children on {target}), "
+                              "committed as a new version of the shared model.")
+    def onboard(task_spec: str = "next", mode: str = "onboard", store_uri: str = store_uri,
+                seed: int = 0, data_dir: str = "", run_id: str = "") -> str:
+        """One search cycle of one task; returns the run's one-line summary.
+
+        Args:
+            task_spec: The task source spec (e.g. tfds:cifar10, demo:mnist_5k), the name of a
+                task already in the store (mode iterate), or "next": the next pending task of
+                the store's queue, else the task with the most to gain.
+            mode: onboard (a new task) or iterate (re-evolve an existing task).
+            store_uri: The shared model store (gs://bucket/prefix or a local folder).
+            seed: The search seed; the same seed and base version give the same extension.
+            data_dir: Where task sources read their data (TFDS data_dir); empty: the default.
+            run_id: Commit id; empty: the pipeline run id (retries of one run share it).
+        """
+        ingest = light_step(comps.ingest(task_spec=task_spec, mode=mode, store_uri=store_uri,
+                                         data_dir=data_dir, run_id=run_id, job_id=job_id,
+                                         **cfg), "ingest task", cache=False)
+        task = ingest.outputs["task"]
+        start = light_step(comps.start(task=task, store_uri=store_uri, seed=seed,
+                                       run_id=run_id, job_id=job_id, **cfg),
+                           "start cycle (pin base version)", cache=False)
+        state = start.outputs["state"]
+        for generation in range(generations):
+            plan = light_step(comps.plan(state=state, generation=generation,
+                                         store_uri=store_uri, **cfg),
+                              f"generation {generation + 1}: plan")
+            with dsl.ParallelFor(plan.outputs["Output"], parallelism=children,
+                                 name=f"generation-{generation + 1}-children") as spec:
+                child = comps.train(spec=spec, plan=plan.outputs["plan"], task=task,
+                                    store_uri=store_uri, **cfg)
+                child.set_display_name(f"generation {generation + 1}: train child")
+                place(child, train_pool, retry_backoff=retry_backoff)
+            select = light_step(comps.select(plan=plan.outputs["plan"],
+                                             results=dsl.Collected(child.outputs["result"]),
+                                             store_uri=store_uri, **cfg),
+                                f"generation {generation + 1}: select")
+            state = select.outputs["state"]
+        commit = light_step(comps.commit(state=state, task=task, store_uri=store_uri,
+                                         code_version=code_version, **cfg),
+                            "close cycle and commit", cache=False)
+        report = light_step(comps.report(extension=commit.outputs["extension"], task=task,
+                                         store_uri=store_uri, **cfg), "report", cache=False)
+        return report.outputs["Output"]
+
+    return onboard
+
+
+def compile_pipeline(config_name: str, target: str, out_path: str, **kwargs: Any) -> str:
+    """Compile to `out_path` (YAML); returns the path."""
+    from kfp import compiler
+
+    compiler.Compiler().compile(build_pipeline(config_name, target, **kwargs), out_path)
+    return out_path

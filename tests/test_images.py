@@ -1,0 +1,157 @@
+"""No Docker engine runs here, so the images are checked as text: the Dockerfiles, setup.cfg,
+images/requirements.txt, the build scripts and the images compiled pipelines reference must
+agree (versions, names, tags, non-root user, no credentials)."""
+
+import argparse
+import configparser
+import pathlib
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from components.placement import IMAGE_UID
+from mu2net.version import code_version, image_ref
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+IMAGES = ROOT / "images"
+KINDS = ("cpu", "gpu", "tpu")
+
+
+def install_requires() -> dict[str, str]:
+    """name -> full requirement line (marker stripped) of setup.cfg."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    out = {}
+    for line in cfg["options"]["install_requires"].strip().splitlines():
+        req = line.split(";")[0].strip()
+        name = re.split(r"[<>=!~\[ ]", req, maxsplit=1)[0].lower().replace("_", "-")
+        out[name] = req
+    return out
+
+
+def pin(name: str) -> str:
+    req = install_requires()[name]
+    assert "==" in req, f"setup.cfg must pin {name} exactly, got {req!r}"
+    return req.split("==")[1]
+
+
+def dockerfile(kind: str) -> str:
+    return (IMAGES / f"{kind}.Dockerfile").read_text()
+
+
+def arg_default(text: str, name: str) -> str:
+    match = re.search(rf"^ARG {name}=(\S+)$", text, re.M)
+    assert match, f"ARG {name}=... missing"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_dockerfile_pins_match_setup_cfg(kind):
+    text = dockerfile(kind)
+    assert arg_default(text, "KFP_VERSION") == pin("kfp") == pin("kfp-kubernetes")
+    assert arg_default(text, "TF_VERSION") == pin("tensorflow-cpu")
+    assert '"kfp==${KFP_VERSION}" "kfp-kubernetes==${KFP_VERSION}"' in text
+    tf = {"cpu": '"tensorflow-cpu==${TF_VERSION}"', "gpu": '"tensorflow[and-cuda]==${TF_VERSION}"',
+          "tpu": '"tensorflow-cpu==${TF_VERSION}"'}[kind]
+    assert tf in text
+    assert "-r /tmp/requirements.txt" in text
+    # the project's wheel, without re-resolving its dependencies
+    assert re.search(r"pip install --no-deps /tmp/wheels/mu2net-\*\.whl", text)
+    assert "COPY dist/mu2net-*.whl" in text
+    # the Python of the image is the one setup.cfg targets
+    assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
+    backend = "jax" if kind == "tpu" else "tensorflow"
+    assert f"KERAS_BACKEND={backend}" in text
+    if kind == "tpu":
+        jax = arg_default(text, "JAX_VERSION")
+        assert '"jax[tpu]==${JAX_VERSION}"' in text and re.match(r"^\d+\.\d+\.\d+$", jax)
+
+
+def test_requirements_are_setup_cfg_minus_what_dockerfiles_pin():
+    lines = [line.strip() for line in (IMAGES / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    expected = {name: req for name, req in install_requires().items()
+                if name not in ("kfp", "kfp-kubernetes", "tensorflow-cpu")}
+    assert sorted(lines) == sorted(expected.values())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_images_run_as_non_root_without_credentials(kind):
+    text = dockerfile(kind)
+    users = re.findall(r"^USER (\S+)$", text, re.M)
+    assert users and users[-1] == f"{IMAGE_UID}:{IMAGE_UID}"
+    assert f"--uid {IMAGE_UID}" in text
+    # the launcher's local artifact prefixes are writable by that user
+    assert f"chown {IMAGE_UID}:{IMAGE_UID} /gcs /minio /s3" in text
+    for bad in ("GOOGLE_APPLICATION_CREDENTIALS", "SECRET", "TOKEN", "PASSWORD",
+                "ACCESS_KEY", "PRIVATE_KEY", ".json", "gcloud auth"):
+        assert bad not in text.upper() if bad.isupper() else bad not in text, bad
+    copies = re.findall(r"^COPY (\S+)", text, re.M)
+    assert copies == ["images/requirements.txt", "dist/mu2net-*.whl"]
+    assert arg_default(text, "CODE_VERSION") == "dev"
+    assert "MU2NET_CODE_VERSION=${CODE_VERSION}" in text
+
+
+def test_build_context_is_whitelisted():
+    lines = [line for line in (ROOT / ".dockerignore").read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert lines == ["*", "!images/requirements.txt", "!dist/*.whl"]
+
+
+def test_build_script_tags_with_the_code_version():
+    script = (IMAGES / "build.sh").read_text()
+    subprocess.run(["bash", "-n", str(IMAGES / "build.sh")], check=True)
+    assert '-m mu2net.version' in script
+    assert 'mu2net-${kind}:${TAG}' in script
+    assert '-f "images/${kind}.Dockerfile"' in script
+    assert '"CODE_VERSION=${TAG}"' in script
+    cloud = yaml.safe_load((IMAGES / "cloudbuild.yaml").read_text())
+    built = {step["id"]: step for step in cloud["steps"] if step["id"] in KINDS}
+    assert sorted(built) == sorted(KINDS)
+    for kind, step in built.items():
+        args = step["args"]
+        assert args[args.index("-f") + 1] == f"images/{kind}.Dockerfile"
+        assert args[args.index("-t") + 1] == f"${{_REGISTRY}}/mu2net-{kind}:${{_TAG}}"
+        assert "CODE_VERSION=${_TAG}" in args
+    assert cloud["images"] == [f"${{_REGISTRY}}/mu2net-{k}:${{_TAG}}" for k in KINDS]
+
+
+def test_code_version_is_a_docker_tag():
+    version = code_version()
+    assert re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", version)
+    out = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "mu2net.version"],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == version  # what build.sh tags with
+
+
+def test_code_version_from_the_image_environment(monkeypatch):
+    monkeypatch.setenv("MU2NET_CODE_VERSION", "v1.2.3-4-gabc/def")
+    assert code_version() == "v1.2.3-4-gabc-def"
+
+
+@pytest.mark.parametrize("target", KINDS)
+def test_compiled_pipelines_reference_the_built_images(target, tmp_path):
+    from mu2net.commands import compile_to
+
+    registry = "europe-docker.pkg.dev/proj/mu2net"
+    args = argparse.Namespace(config="testing", target=target, out=str(tmp_path), image=None,
+                              light_image=None, registry=registry, code_version="",
+                              store=None)
+    spec = next(yaml.safe_load_all(pathlib.Path(compile_to(args)).read_text()))
+    images = {}
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+        images.setdefault(executor["container"]["image"], []).append(name)
+    tag = code_version()
+    train = image_ref(registry, target, tag)
+    light = image_ref(registry, "cpu", tag)
+    assert set(images) == {train, light}
+    assert all(n.startswith("exec-train-child") for n in images[train]) or train == light
+    for image in images:
+        kind = re.search(r"/mu2net-(\w+):", image).group(1)
+        assert (IMAGES / f"{kind}.Dockerfile").exists()
+        assert image.endswith(":" + tag)
+    # the commit records the same code version
+    commit = spec["root"]["dag"]["tasks"]["close-and-commit"]["inputs"]["parameters"]
+    assert commit["code_version"]["runtimeValue"]["constant"] == tag

@@ -1,0 +1,165 @@
+"""The real onboarding pipeline under kfp.local on the `testing` config, against a local store.
+
+Fast suite: one run that takes its task from the queue and crashes inside the commit step
+after the store's compare-and-swap; the step's retry must find the commit and create no second
+version. Slow suite: two tasks onboarded one after the other (both versions, both tasks'
+metrics, shared components, the first task's predictions unchanged), and the pipeline giving
+the same extension as the in-process `evolve` for the same seed.
+"""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mu2net import steps
+from mu2net.config import get_config
+from mu2net.report import status_dict
+from mu2net.root import build_root
+from mu2net.store import open_store
+from pipelines.local_run import run_local
+
+CONFIG = "testing"
+
+
+def make_store(folder) -> str:
+    """A local store holding version 0: a seeded random root of the testing config."""
+    uri = str(folder / "store")
+    store = open_store(uri)
+    root, blobs = build_root(get_config(CONFIG), "random", seed=0)
+    files = {}
+    for digest, data in blobs.items():
+        files[digest] = str(folder / f"{digest}.npz")
+        with open(files[digest], "wb") as fh:
+            fh.write(data)
+    store.init(root, files, {"source": "test"})
+    return uri
+
+
+def run(store_uri, workdir, spec, **kwargs):
+    lines = []
+    out = run_local(config_name=CONFIG, task_spec=spec, store_uri=store_uri,
+                    workdir=str(workdir), progress=lines.append, **kwargs)
+    return out, lines
+
+
+def step_outputs(pipeline_root, task, name):
+    found = sorted(glob.glob(os.path.join(pipeline_root, "*", task, name)))
+    assert found, f"no output {task}/{name} under {pipeline_root}"
+    return found[-1]
+
+
+def executor_output(pipeline_root, task):
+    found = sorted(glob.glob(os.path.join(pipeline_root, "*", task, "executor_output.json")))
+    with open(found[-1]) as fh:
+        return json.load(fh)
+
+
+def test_queued_task_survives_a_crash_after_the_commit(tmp_path, monkeypatch):
+    store_uri = make_store(tmp_path)
+    store = open_store(store_uri)
+    entry = store.enqueue("demo:digits")
+    marker = tmp_path / "fault-marker"
+    monkeypatch.setenv(steps.FAULT_ENV, str(marker))
+
+    out, lines = run(store_uri, tmp_path / "work", "next", seed=0)
+
+    assert marker.exists()  # the first commit attempt did crash after the CAS
+    with open(out["log"]) as fh:
+        log = fh.read()
+    assert "injected fault after the commit" in log
+    assert "Retrying" in log
+    # exactly one new version, and it is this run's
+    assert store.head() == 1
+    versions = store.versions()
+    assert [v.number for v in versions] == [1, 0]
+    assert versions[0].provenance["task"] == "digits"
+    assert out["line"].startswith("digits: version 1 already committed")  # the retry found it
+    # the queue entry is done, and the run took exactly that entry
+    (done,) = store.queue()
+    assert (done.id, done.state) == (entry.id, "done")
+    # metrics of the committed path, also as the commit step's Metrics artifact
+    doc = status_dict(store)
+    task = doc["tasks"]["digits"]
+    assert 0.0 <= task["test_accuracy"] <= 1.0 and task["score"] > 0
+    commit_metrics = executor_output(out["pipeline_root"], "close-and-commit")
+    logged = commit_metrics["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert logged["test_accuracy"] == pytest.approx(task["test_accuracy"])
+    assert logged["accounted_params"] == pytest.approx(task["accounted_params"])
+    # dashboards: confusion matrix over the test examples, HTML graph, Markdown summary
+    report = executor_output(out["pipeline_root"], "report-run")
+    confusion = report["artifacts"]["confusion"]["artifacts"][0]["metadata"]["confusionMatrix"]
+    matrix = [row["row"] for row in confusion["rows"]]
+    assert sum(map(sum, matrix)) == get_config(CONFIG).search.test_examples
+    assert sum(matrix[i][i] for i in range(len(matrix))) / sum(map(sum, matrix)) == \
+        pytest.approx(task["test_accuracy"])
+    with open(step_outputs(out["pipeline_root"], "report-run", "system")) as fh:
+        assert "Shared components between tasks" in fh.read()
+    with open(step_outputs(out["pipeline_root"], "report-run", "summary")) as fh:
+        assert fh.read().startswith("# digits: system version 1")
+    # TensorBoard events for every child
+    events = glob.glob(os.path.join(out["pipeline_root"], "*", "for-loop-*", "train-child*",
+                                    "tensorboard", "events.out.tfevents.*"))
+    config = get_config(CONFIG)
+    assert len(events) == config.search.generations_per_cycle * \
+        config.search.children_per_generation
+    # progress lines name the steps
+    assert any(line.startswith("close-and-commit success") for line in lines)
+
+
+def test_a_failing_step_is_one_clear_error(tmp_path):
+    from mu2net.errors import RunError
+
+    store_uri = make_store(tmp_path)
+    with pytest.raises(RunError, match=r"step ingest-task failed: TaskError: .*'nope'"):
+        run(store_uri, tmp_path / "work", "demo:nope")
+    assert open_store(store_uri).head() == 0
+
+
+@pytest.mark.slow
+def test_two_tasks_onboarded_in_sequence(tmp_path):
+    from mu2net.predict import path_logits
+    from mu2net.search import evolve
+    from mu2net.tasks.ingest import load_prepared, prepared_dir
+
+    store_uri = make_store(tmp_path)
+    store = open_store(store_uri)
+    first, _ = run(store_uri, tmp_path / "work1", "demo:digits", seed=1, run_id="run-digits")
+    view1 = store.load_system(1)
+    task_dir = step_outputs(first["pipeline_root"], "ingest-task", "task")
+    digits = load_prepared(prepared_dir(task_dir, "digits"))
+    images = digits.arrays("test")[0]
+    before = path_logits(view1.paths["digits"], images, store)
+
+    # the same cycle in process: evolve from the same base version with the same seed
+    extension = evolve(store.load_system(0), digits, get_config(CONFIG), store, seed=1,
+                       run_id="run-digits", workdir=str(tmp_path / "evolve"))
+    committed = json.load(open(step_outputs(first["pipeline_root"], "close-and-commit",
+                                            "extension/extension.json")))
+    assert extension.path.to_dict() == committed["path"]
+    assert extension.path.hash == view1.paths["digits"].hash
+    assert sorted(extension.blob_files) == sorted(committed["blob_files"])
+    assert (extension.base_version, extension.run_id, extension.mode) == \
+        (committed["base_version"], committed["run_id"], committed["mode"])
+
+    second, _ = run(store_uri, tmp_path / "work2", "demo:mnist_parity", seed=1)
+    assert store.head() == 2
+    doc = status_dict(store)
+    assert set(doc["tasks"]) == {"digits", "mnist_parity"}
+    for task in doc["tasks"].values():
+        assert task["test_accuracy"] is not None and task["score"] is not None
+    view2 = store.load_system(2)
+    # the first task's path and predictions did not change
+    assert view2.paths["digits"].hash == view1.paths["digits"].hash
+    after = path_logits(view2.paths["digits"], images, store)
+    np.testing.assert_array_equal(before, after)
+    # the two tasks share components (frozen ones of the root or of each other)
+    shared = set(view2.paths["digits"].component_ids) & \
+        set(view2.paths["mnist_parity"].component_ids)
+    assert shared, "the two tasks share no component"
+    assert all(view2.component_users()[cid] == {"digits", "mnist_parity"} for cid in shared)
+    # history: one version per run, each recording its run
+    runs = [v.provenance.get("run_id") for v in store.versions()]
+    assert runs[1] == "run-digits" and len(set(runs)) == 3
