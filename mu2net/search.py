@@ -321,13 +321,18 @@ def plan_generation(state: SearchState, system: SystemView,
 
 def train_child(spec: ChildSpec, state: SearchState, system: SystemView, task: TaskData,
                 config: Config, blobs: BlobSource, out_dir: str, *,
-                execution: str = "auto") -> ChildResult:
+                execution: str = "auto", data_parallel: str | None = None) -> ChildResult:
     """Assemble the child from its plan, train it (method.md §5.1) and report it.
 
     Frozen components are read from `blobs` (or this cycle's staged files) and never written.
     If the child is retained, its new components are written to `out_dir/<sha256>.npz`
     (idempotent, so a retried step rewrites the same files).
+
+    `data_parallel` (`auto|off|on`, default `$MU2NET_DATA_PARALLEL` or `auto`): train on
+    several visible accelerators with the backend's data parallelism (`mu2net.distribute`);
+    `metrics["replicas"]` records how many were used.
     """
+    from mu2net import distribute
     from mu2net.tasks.preprocess import make_dataset
     from mu2net.training import child_budget, make_optimizer, train_model, validation_subset
 
@@ -341,10 +346,10 @@ def train_child(spec: ChildSpec, state: SearchState, system: SystemView, task: T
     cache = _blob_source(state, blobs)
     params = {slot.name: slot_params(slot, hparams, config, cache) for slot in spec.plan}
     trainable = spec.trainable
-    model = build_model(arch, hparams, params, trainable=trainable)
 
     images, labels = task.arrays("train")
     budget = child_budget(config, len(labels))
+    dist = distribute.choose((budget.batch_size, config.search.batch_size), mode=data_parallel)
     size = int(hparams["ds_image_size"])
     ds_hparams = {k: v for k, v in hparams.items() if k.startswith("ds_")}
     train_ds = make_dataset(images, labels, image_size=size, batch_size=budget.batch_size,
@@ -352,8 +357,13 @@ def train_child(spec: ChildSpec, state: SearchState, system: SystemView, task: T
                             repeat=True)
     val_images, val_labels = validation_subset(state.task, *task.arrays("validation"),
                                                config.search.validation_examples)
+    val_weights = None
+    if dist.distributed:
+        val_images, val_labels, val_weights = distribute.pad_evaluation(
+            val_images, val_labels, dist.replicas)
     val_ds = make_dataset(val_images, val_labels, image_size=size,
                           batch_size=config.search.batch_size, training=False, seed=0)
+    val_ds = distribute.with_weights(val_ds, val_weights, config.search.batch_size)
 
     accounted = planned_accounted_params(spec, system, config)
     flops = forward_flops(arch, hparams)
@@ -362,10 +372,12 @@ def train_child(spec: ChildSpec, state: SearchState, system: SystemView, task: T
         return score_value(quality, accounted, flops, config.score)
 
     best_start = -math.inf if spec.parent_score is None else float(spec.parent_score)
-    outcome = train_model(model, train_ds, val_ds, budget=budget,
-                          optimizer=make_optimizer(hparams, budget.total_steps, config),
-                          trainable=trainable, score_fn=score_fn, best_start=best_start,
-                          execution=execution)
+    with dist.scope():  # variables, optimizer state and metrics live on every replica
+        model = build_model(arch, hparams, params, trainable=trainable)
+        outcome = train_model(model, train_ds, val_ds, budget=budget,
+                              optimizer=make_optimizer(hparams, budget.total_steps, config),
+                              trainable=trainable, score_fn=score_fn, best_start=best_start,
+                              execution=execution)
 
     components = []
     new_blobs: dict[str, str] = {}
@@ -390,7 +402,7 @@ def train_child(spec: ChildSpec, state: SearchState, system: SystemView, task: T
                 parent_task=spec.parent_task, metrics=path_metrics)
     metrics = {**path_metrics, "train_seconds": round(outcome.seconds, 3),
                "train_losses": outcome.losses, "steps": outcome.steps,
-               "accounted_params": accounted}
+               "accounted_params": accounted, "replicas": outcome.replicas}
     return ChildResult(spec=spec, path=path, metrics=metrics, improved=outcome.improved,
                        score=score_fn(outcome.quality), new_blobs=new_blobs)
 
@@ -476,7 +488,8 @@ def close_cycle(state: SearchState, system: SystemView, task: TaskData, config: 
 
 def evolve(system: SystemView, task: TaskData, config: Config, blobs: BlobSource, *,
            seed: int, run_id: str, workdir: str, mode: str = "onboard",
-           execution: str = "auto", code_version: str = "") -> Extension:
+           execution: str = "auto", code_version: str = "",
+           data_parallel: str | None = None) -> Extension:
     """One whole search cycle in process: the same steps the pipeline runs, in a loop.
     New blobs are written to `<workdir>/blobs/`; the state after each generation to
     `<workdir>/state.json` (its `history` records every child)."""
@@ -485,7 +498,8 @@ def evolve(system: SystemView, task: TaskData, config: Config, blobs: BlobSource
     while state.generation < config.search.generations_per_cycle:
         state, specs = plan_generation(state, system, config)
         results = [train_child(spec, state, system, task, config, blobs, out_dir,
-                               execution=execution) for spec in specs]
+                               execution=execution, data_parallel=data_parallel)
+                   for spec in specs]
         state = select(state, results, system, config)
         _write_text(os.path.join(workdir, "state.json"), state.to_json())
     return close_cycle(state, system, task, config, blobs, code_version=code_version)

@@ -13,7 +13,11 @@
   raised. The child is *improved* iff a snapshot was taken; its components are then the
   snapshot.
 
-Keras `fit` drives the loop, so the same code runs on the TensorFlow and JAX backends.
+Keras `fit` drives the loop, so the same code runs on the TensorFlow and JAX backends, and on
+several devices inside a `mu2net.distribute.Distribution` scope (the model, optimizer, compile
+and fit all inside it; the global batch is split across the replicas, and the gradient is
+all-reduced before it is clipped, so the update is the single-device one up to float
+reduction order).
 Determinism: all initial weights come from seeded numpy, the data order from the seeded
 tf.data shuffle, and nothing draws from a global RNG, so a child trained twice with the same
 spec gives bit-identical weights on the same backend and machine.
@@ -33,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from mu2net.config import Config
+from mu2net.distribute import active_replicas, replicas_in_sync
 from mu2net.errors import ConfigError, TaskError
 from mu2net.model import component_layers
 from mu2net.search_state import derive_rng
@@ -83,6 +88,7 @@ class TrainOutcome:
     examples: int
     seconds: float
     losses: list[float | None] = field(default_factory=list)
+    replicas: int = 1
 
 
 # === Keras pieces (created lazily: importing this module does not import Keras) =============
@@ -147,6 +153,21 @@ def _classes() -> dict[str, type]:
             update = g + self.momentum * new_trace if self.nesterov else new_trace
             self.assign_sub(variable, lr * update)
 
+        def _clip_gradients(self, grads):
+            if replicas_in_sync() > 1:
+                return grads  # per-replica gradients: clipped after the all-reduce, below
+            return super()._clip_gradients(grads)
+
+        def _all_reduce_sum_gradients(self, grads_and_vars):
+            # TF backend only (Keras' tf.distribute hook, called after `_clip_gradients`):
+            # under MirroredStrategy clip the summed, global-batch gradient, as one device
+            # would; with one replica the gradients were already clipped and pass unchanged.
+            pairs = super()._all_reduce_sum_gradients(grads_and_vars)
+            if replicas_in_sync() == 1:
+                return pairs
+            clipped = super()._clip_gradients([g for g, _ in pairs])
+            return [(g, v) for g, (_, v) in zip(clipped, pairs, strict=True)]
+
         def get_config(self):
             return {**super().get_config(), "momentum": self.momentum,
                     "nesterov": self.nesterov}
@@ -201,8 +222,12 @@ def compile_model(model, optimizer, *, run_eagerly: bool) -> None:
 
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                  run_eagerly=run_eagerly, jit_compile=False)
+                  # weighted: padded evaluation examples (weight 0) never count
+                  weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  run_eagerly=run_eagerly,
+                  # JAX: jit the step (op-by-op dispatch would cripple TPUs); TensorFlow on CPU:
+                  # XLA costs seconds of compile per new candidate for ~10 % speed, so stay off.
+                  jit_compile=keras.backend.backend() == "jax" and not run_eagerly)
 
 
 def validation_subset(task_name: str, images: np.ndarray, labels: np.ndarray,
@@ -218,13 +243,14 @@ def validation_subset(task_name: str, images: np.ndarray, labels: np.ndarray,
     return images[keep], labels[keep]
 
 
-def resolve_execution(execution: str, total_steps: int) -> bool:
-    """Whether to run eagerly: `auto` traces a graph only when enough steps pay for it."""
+def resolve_execution(execution: str, total_steps: int, replicas: int = 1) -> bool:
+    """Whether to run eagerly: `auto` traces a graph only when enough steps pay for it, and
+    always on several replicas (eager tf.distribute synchronises threads at every step)."""
     if execution not in EXECUTIONS:
         raise ConfigError(f"execution={execution!r} is invalid: expected one of "
                           f"{list(EXECUTIONS)}")
     if execution == "auto":
-        return total_steps <= EAGER_MAX_STEPS
+        return replicas == 1 and total_steps <= EAGER_MAX_STEPS
     return execution == "eager"
 
 
@@ -236,7 +262,8 @@ def train_model(model, train_ds, val_ds, *, budget: Budget, optimizer, trainable
     `train_ds` must yield at least T batches (repeat it); `val_ds` is the fixed subset.
     Improved iff some validation scored >= `best_start` (which is -inf for a new task).
     """
-    run_eagerly = resolve_execution(execution, budget.total_steps)
+    replicas = active_replicas(model)
+    run_eagerly = resolve_execution(execution, budget.total_steps, replicas)
     compile_model(model, optimizer, run_eagerly=run_eagerly)
     retention = _classes()["Retention"](score_fn, best_start, list(trainable))
     start = time.perf_counter()
@@ -253,7 +280,8 @@ def train_model(model, train_ds, val_ds, *, budget: Budget, optimizer, trainable
         quality = max(retention.curve)
     return TrainOutcome(improved=improved, params=params, curve=list(retention.curve),
                         quality=quality, best_score=retention.best, steps=budget.total_steps,
-                        examples=budget.examples, seconds=seconds, losses=retention.losses)
+                        examples=budget.examples, seconds=seconds, losses=retention.losses,
+                        replicas=replicas)
 
 
 def set_params(model, params: Mapping[str, Mapping[str, np.ndarray]]) -> None:
