@@ -828,3 +828,22 @@ def test_scaling_benchmark_smoke(tmp_path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| 100 |" in out.read_text()
+
+
+def test_queue_entry_of_a_dead_run_is_taken_over(store_uri) -> None:
+    store = make_store(store_uri)
+    now = [1_000_000.0]
+    store.clock = lambda: now[0]
+    entry = store.enqueue("demo:a")
+    assert store.take_next("dead-run").id == entry.id
+    store.acquire_lease("live-run", ttl_s=100_000)
+    live = store.enqueue("demo:b")
+    assert store.take_next("live-run").id == live.id
+    now[0] += 3600  # within the window: nobody may take either
+    assert store.take_next("other", abandoned_after_s=7200) is None
+    now[0] += 7200  # dead-run never took a lease; live-run's lease is still valid
+    taken = store.take_next("other", abandoned_after_s=7200)
+    assert (taken.id, taken.run_id, taken.extra["abandoned_by"]) == (entry.id, "other",
+                                                                      ["dead-run"])
+    assert store.take_next("third", abandoned_after_s=7200) is None
+    assert store.finish(entry.id).state == "done"

@@ -191,8 +191,11 @@ class ModelStore(abc.ABC):
         """Add a pending task source to the onboarding queue (idempotent per `entry_id`)."""
 
     @abc.abstractmethod
-    def take_next(self, run_id: str) -> QueueEntry | None:
-        """Atomically move the oldest pending entry to running for this run (None if empty)."""
+    def take_next(self, run_id: str, *, abandoned_after_s: float = 6 * 3600
+                  ) -> QueueEntry | None:
+        """Atomically move the oldest pending entry to running for this run (None if empty).
+        When nothing is pending, an entry whose run died (running, unchanged for
+        `abandoned_after_s`, its run holding no live lease) is taken over instead."""
 
     @abc.abstractmethod
     def finish(self, entry_id: str, *, error: str = "") -> QueueEntry:

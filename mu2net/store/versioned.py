@@ -683,18 +683,28 @@ class VersionedStore(ModelStore):
                 out.append((_entry_from_dict(_parse_json(got[0], where), where), got[1]))
         return sorted(out, key=lambda pair: pair[0].id)
 
-    def take_next(self, run_id: str) -> QueueEntry | None:
+    def take_next(self, run_id: str, *, abandoned_after_s: float = 6 * 3600
+                  ) -> QueueEntry | None:
         if not run_id:
             raise SchemaError("take_next run_id is empty")
         entries = self._entries()
         for entry, _ in entries:  # a retried take returns what this run already holds
             if entry.state == "running" and entry.run_id == run_id:
                 return entry
-        for entry, generation in entries:
-            if entry.state != "pending":
-                continue
-            taken = replace(entry, state="running", run_id=run_id,
-                            updated_at=_iso(self.clock()))
+        now = self.clock()
+        live = {lease.run_id for lease in self.leases() if lease.expires_at > now}
+        # Pending entries first, oldest first; then entries whose run died: running, not
+        # updated for `abandoned_after_s`, and holding no live lease (runs renew theirs).
+        pending = [(e, g) for e, g in entries if e.state == "pending"]
+        abandoned = [(e, g) for e, g in entries
+                     if e.state == "running" and e.run_id not in live
+                     and now - _epoch(e.updated_at) > abandoned_after_s]
+        for entry, generation in pending + abandoned:
+            extra = dict(entry.extra)
+            if entry.state == "running":
+                extra["abandoned_by"] = [*extra.get("abandoned_by", []), entry.run_id]
+            taken = replace(entry, state="running", run_id=run_id, updated_at=_iso(now),
+                            extra=extra)
             try:
                 self.backend.write(queue_key(entry.id), encode(_entry_to_dict(taken)),
                                    if_generation_match=generation)
