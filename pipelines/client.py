@@ -227,6 +227,20 @@ def _check_params(package_path: str, params: dict[str, Any]) -> None:
         raise _error(f"pipeline parameters {unknown} are invalid: the pipeline takes {inputs}")
 
 
+def _upload_into_experiment(host: str, package_path: str, params: dict[str, Any], *,
+                            experiment: str, pipeline_name: str | None,
+                            version_name: str | None, token: str | None,
+                            namespace: str | None) -> tuple[Any, dict[str, str], Any]:
+    """Check the run parameters, connect, upload a new version, get the experiment."""
+    _check_params(package_path, params)
+    client = connect(host, token=token, namespace=namespace)
+    uploaded = upload(client, host, package_path, pipeline_name=pipeline_name,
+                      version_name=version_name)
+    exp = _call(host, "create experiment", client.create_experiment, experiment,
+                namespace=namespace)
+    return client, uploaded, exp
+
+
 def submit(host: str, package_path: str, *, params: dict[str, Any] | None = None,
            run_name: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
            pipeline_name: str | None = None, version_name: str | None = None,
@@ -234,12 +248,9 @@ def submit(host: str, package_path: str, *, params: dict[str, Any] | None = None
            service_account: str | None = None) -> dict[str, str]:
     """Upload a new pipeline version and start one run of it."""
     params = dict(params or {})
-    _check_params(package_path, params)
-    client = connect(host, token=token, namespace=namespace)
-    uploaded = upload(client, host, package_path, pipeline_name=pipeline_name,
-                      version_name=version_name)
-    exp = _call(host, "create experiment", client.create_experiment, experiment,
-                namespace=namespace)
+    client, uploaded, exp = _upload_into_experiment(
+        host, package_path, params, experiment=experiment, pipeline_name=pipeline_name,
+        version_name=version_name, token=token, namespace=namespace)
     name = run_name or f"{uploaded['pipeline_name']}-{params.get('task_spec', 'next')}"
     run = _call(host, "create run", client.run_pipeline, experiment_id=exp.experiment_id,
                 job_name=name, params=params, pipeline_id=uploaded["pipeline_id"],
@@ -257,12 +268,9 @@ def schedule(host: str, package_path: str, *, cron: str, params: dict[str, Any] 
     backfill of missed slots, each run onboarding the next queued task (task_spec "next")."""
     cron = validate_cron(cron)
     params = {"task_spec": "next", **(params or {})}
-    _check_params(package_path, params)
-    client = connect(host, token=token, namespace=namespace)
-    uploaded = upload(client, host, package_path, pipeline_name=pipeline_name,
-                      version_name=version_name)
-    exp = _call(host, "create experiment", client.create_experiment, experiment,
-                namespace=namespace)
+    client, uploaded, exp = _upload_into_experiment(
+        host, package_path, params, experiment=experiment, pipeline_name=pipeline_name,
+        version_name=version_name, token=token, namespace=namespace)
     job = name or f"{uploaded['pipeline_name']}-recurring"
     recurring = _call(host, "create recurring run", client.create_recurring_run,
                       experiment_id=exp.experiment_id, job_name=job, cron_expression=cron,
