@@ -1,0 +1,94 @@
+"""What every benchmark's results file starts with: revision, date, machine, exact command.
+
+Imported by the scripts in this folder (run as `python benchmarks/NAME.py`, so this folder is on
+`sys.path`). Standard library only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_DIR = os.path.join(REPO, "benchmarks", "results")
+
+
+def machine() -> str:
+    """CPU model, cores, memory, OS and Python: enough to tell two machines apart."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal"))
+        memory = f", {kib / 2**20:.0f} GiB memory"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def git_revision() -> str:
+    """`git rev-parse HEAD` (short), flagged when the working tree has uncommitted changes."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True, cwd=REPO).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True,
+                               cwd=REPO).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + (" (with uncommitted changes)" if dirty else "")
+
+
+def command() -> str:
+    """The command line that produced the results, relative to the repository root."""
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
+    return shlex.join(["python", script, *sys.argv[1:]])
+
+
+def today() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def header(title: str) -> str:
+    """`# title` then revision, date, machine and command lines."""
+    return (f"# {title}\n\nRevision {git_revision()}, {today()}; machine: {machine()}.\n"
+            f"Command: `{command()}`\n")
+
+
+def write(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"wrote {path}", flush=True)
+
+
+def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and the half-width of its t-distribution confidence interval (nan for one value)."""
+    n = len(values)
+    mean = statistics.fmean(values)
+    if n < 2:
+        return mean, math.nan
+    from scipy.stats import t
+
+    half = t.ppf(0.5 + confidence / 2, n - 1) * statistics.stdev(values) / math.sqrt(n)
+    return mean, float(half)
+
+
+def fmt_ci(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    """`mean ± half-width` (by default as percentages)."""
+    mean, half = mean_ci(values)
+    if math.isnan(half):
+        return f"{mean * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f} ± {half * scale:.{digits}f}"

@@ -1,0 +1,85 @@
+"""Every benchmark script's `--smoke` mode runs and produces what its full run reports, so the
+scripts cannot rot. The numbers themselves are not checked here (performance claims live in the
+results files, measured side by side)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("KERAS_BACKEND", None)
+    proc = subprocess.run([sys.executable, os.path.join("benchmarks", script), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {args} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def header_ok(text: str) -> None:
+    assert "Revision " in text and "machine: " in text and "cores" in text
+    assert "Command: `python benchmarks/" in text
+
+
+def test_quality_vs_finetune_smoke(tmp_path):
+    run("quality_vs_finetune.py", "--smoke", "--out-dir", str(tmp_path))
+    text = (tmp_path / "quality_vs_finetune.md").read_text()
+    header_ok(text)
+    for row in ("| mu2Net+ (evolve) |", "| fine-tuning |", "| linear probe |", "| **mean** |"):
+        assert row in text
+    data = json.loads((tmp_path / "quality_vs_finetune.json").read_text())
+    assert data["seeds"] == [0, 1]
+    methods = {(r["method"], r["seed"], r["task"]) for r in data["rows"]}
+    assert len(methods) == 3 * 2 * len(data["tasks"])  # every method, seed and task once
+    for r in data["rows"]:
+        assert 0.0 <= r["test_accuracy"] <= 1.0
+        assert r["examples"] > 0 and r["flops"] > 0 and r["accounted_params"] > 0
+    by_key = {(r["method"], r["seed"], r["task"]): r for r in data["rows"]}
+    for (method, seed, task), r in by_key.items():  # same budget for every method
+        if method != "mu2net":
+            assert r["examples"] <= by_key[("mu2net", seed, task)]["examples"]
+    assert (tmp_path / "quality_vs_finetune.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_step_efficiency_smoke(tmp_path):
+    out = tmp_path / "step.md"
+    run("step_efficiency.py", "--smoke", "--output", str(out))
+    text = out.read_text()
+    header_ok(text)
+    assert "| tiny (testing) | all trainable |" in text
+    assert "| tiny (testing) | lower half frozen |" in text
+
+
+@pytest.mark.slow
+def test_orchestration_overhead_smoke(tmp_path):
+    # The local pipeline starts one subprocess per step: about a minute even when tiny.
+    out = tmp_path / "orch.md"
+    run("orchestration_overhead.py", "--smoke", "--output", str(out))
+    text = out.read_text()
+    header_ok(text)
+    assert "| yes |" in text  # the pipeline and evolve committed the same path
+
+
+def test_store_scaling_smoke(tmp_path):
+    out = tmp_path / "store.md"
+    run("store_scaling.py", "--smoke", "--output", str(out))
+    header_ok(out.read_text())
+
+
+def test_accelerator_step_smoke_and_refusal():
+    proc = run("accelerator_step.py", "--smoke")
+    assert "images/s" in proc.stdout and "bfloat16" in proc.stdout
+    import jax
+
+    if jax.devices()[0].platform == "cpu":
+        refused = run("accelerator_step.py", check=False)
+        assert refused.returncode == 2
+        assert "no accelerator visible" in refused.stderr
