@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,6 +36,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
 
 from mu2net.schema import ROOT_TASK, Component, Extension, Path, SystemVersion, sha256_hex  # noqa: E402
 from mu2net.store.base import ObjectBackend  # noqa: E402
@@ -166,28 +167,6 @@ def start_emulator():
     return server
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
-
-
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return rev + (" (with uncommitted changes)" if dirty else "")
-
-
 def _now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -236,8 +215,9 @@ def main() -> None:
             server.stop()
     if output:
         command = "python benchmarks/store_scaling.py " + " ".join(sys.argv[1:])
-        report = (f"# Store scaling\n\nRevision {git_revision()}, {_now_iso()[:10]}; machine: "
-                  f"{machine()}.\nCommand: `{command.strip()}` ({repeats} repeats: times are the "
+        report = (f"# Store scaling\n\nRevision {common.git_revision()}, {_now_iso()[:10]}; "
+                  f"machine: {common.machine()}.\nCommand: `{command.strip()}` ({repeats} "
+                  "repeats: times are the "
                   "best, bytes the median).\n\n"
                   "Commit = one new task (16 KiB + 4 KiB of new blobs, the root embedding "
                   "reused) on a store opened afresh; load = one task's path and blobs from a "
