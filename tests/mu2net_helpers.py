@@ -116,3 +116,20 @@ def reference_block(x, w):
     y = ln(x, w["LayerNorm_2/scale"], w["LayerNorm_2/bias"])
     y = gelu(y @ w["MlpBlock_3/Dense_0/kernel"] + w["MlpBlock_3/Dense_0/bias"])
     return x + y @ w["MlpBlock_3/Dense_1/kernel"] + w["MlpBlock_3/Dense_1/bias"]
+
+
+def random_root_store(folder, config, seed: int = 0):
+    """A local store in `folder/store` holding version 0: a seeded random root of `config`."""
+    import pathlib
+
+    from mu2net.store import open_store
+
+    folder = pathlib.Path(folder)
+    store = open_store(str(folder / "store"))
+    root, blobs = build_root(config, "random", seed=seed)
+    files = {}
+    for digest, data in blobs.items():
+        files[digest] = str(folder / f"{digest}.npz")
+        pathlib.Path(files[digest]).write_bytes(data)
+    store.init(root, files, {"source": "test"})
+    return store

@@ -13,11 +13,11 @@ import os
 
 import numpy as np
 import pytest
+from mu2net_helpers import random_root_store
 
 from mu2net import steps
 from mu2net.config import get_config
 from mu2net.report import status_dict
-from mu2net.root import build_root
 from mu2net.store import open_store
 from pipelines.local_run import run_local
 
@@ -26,16 +26,7 @@ CONFIG = "testing"
 
 def make_store(folder) -> str:
     """A local store holding version 0: a seeded random root of the testing config."""
-    uri = str(folder / "store")
-    store = open_store(uri)
-    root, blobs = build_root(get_config(CONFIG), "random", seed=0)
-    files = {}
-    for digest, data in blobs.items():
-        files[digest] = str(folder / f"{digest}.npz")
-        with open(files[digest], "wb") as fh:
-            fh.write(data)
-    store.init(root, files, {"source": "test"})
-    return uri
+    return random_root_store(folder, get_config(CONFIG)).uri
 
 
 def run(store_uri, workdir, spec, **kwargs):

@@ -6,16 +6,15 @@ import os
 
 import numpy as np
 import pytest
+from mu2net_helpers import random_root_store
 
 from mu2net import steps
 from mu2net.cli import main
 from mu2net.config import get_config
 from mu2net.errors import ConfigError, TaskError
 from mu2net.report import status_dict
-from mu2net.root import build_root
 from mu2net.schema import Extension, Path, TaskInfo
 from mu2net.search_state import SearchState
-from mu2net.store import open_store
 
 CONFIG = get_config("testing")
 
@@ -23,15 +22,7 @@ CONFIG = get_config("testing")
 @pytest.fixture
 def store(tmp_path):
     """A local store at version 0 (random root)."""
-    s = open_store(str(tmp_path / "store"))
-    root, blobs = build_root(CONFIG, "random", seed=0)
-    files = {}
-    for digest, data in blobs.items():
-        files[digest] = str(tmp_path / f"{digest}.npz")
-        with open(files[digest], "wb") as fh:
-            fh.write(data)
-    s.init(root, files, {"source": "test"})
-    return s
+    return random_root_store(tmp_path, CONFIG)
 
 
 def commit_task(store, task, val_acc, run_id):
