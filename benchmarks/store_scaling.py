@@ -71,17 +71,23 @@ def component(creator: str, name: str, data: bytes) -> Component:
                      shapes={"w": (len(data) // 4,)}, blob=blob)
 
 
+def staged_component(folder: str, creator: str, name: str, size: int,
+                     files: dict[str, str]) -> Component:
+    """A synthetic component whose blob is written to `folder` and recorded in `files`."""
+    data = fake_blob(f"{creator}/{name}", size)
+    digest = sha256_hex(data)
+    files[digest] = os.path.join(folder, digest)
+    with open(files[digest], "wb") as f:
+        f.write(data)
+    return component(creator, name, data)
+
+
 def seed(backend: ObjectBackend, n: int, folder: str) -> tuple[Path, list[str]]:
     """Version 0 (root) and version 1 holding n tasks, written straight through the backend."""
     store = VersionedStore(backend, cache_dir=None)
-    root_files, comps = {}, []
-    for name, size in (("embedding", 16384), ("encoderblock_0", 16384), ("head", 4096)):
-        data = fake_blob(f"root/{name}", size)
-        file_path = os.path.join(folder, sha256_hex(data))
-        with open(file_path, "wb") as f:
-            f.write(data)
-        root_files[sha256_hex(data)] = file_path
-        comps.append(component(ROOT_TASK, name, data))
+    root_files: dict[str, str] = {}
+    comps = [staged_component(folder, ROOT_TASK, name, size, root_files)
+             for name, size in (("embedding", 16384), ("encoderblock_0", 16384), ("head", 4096))]
     root = Path(task=ROOT_TASK, components=tuple(comps), hparams=HPARAMS, method_version="m")
     store.init(root, root_files, {"run_id": "bench-init"})
     names = [f"task-{i:05d}" for i in range(n)]
@@ -106,14 +112,9 @@ def seed(backend: ObjectBackend, n: int, folder: str) -> tuple[Path, list[str]]:
 
 
 def new_extension(root: Path, folder: str, task: str, base: int) -> Extension:
-    files, comps = {}, [root.components[0]]
-    for name, size in (("encoderblock_0", 16384), ("head", 4096)):
-        data = fake_blob(f"{task}/{name}", size)
-        file_path = os.path.join(folder, sha256_hex(data))
-        with open(file_path, "wb") as f:
-            f.write(data)
-        files[sha256_hex(data)] = file_path
-        comps.append(component(task, name, data))
+    files: dict[str, str] = {}
+    comps = [root.components[0]] + [staged_component(folder, task, name, size, files)
+                                    for name, size in (("encoderblock_0", 16384), ("head", 4096))]
     path = Path(task=task, components=tuple(comps), hparams=HPARAMS, method_version="m",
                 parent=root.hash, parent_task=ROOT_TASK, metrics={"validation_accuracy": 0.6})
     return Extension(task=task, base_version=base, path=path, blob_files=files,
