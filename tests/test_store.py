@@ -271,6 +271,34 @@ def test_backend_generations_and_conflicts(store_uri) -> None:
     assert g3 not in (g1, g2)  # no ABA after delete and recreate
 
 
+def test_gcs_read_retries_a_download_that_fails_its_checksum(gcs_server, monkeypatch) -> None:
+    """A checksum mismatch (seen in CI: the emulator served an object overwritten mid-download
+    with the old generation's hash) is downloaded again; one that persists is a StoreError."""
+    from google.cloud import storage
+    from google.cloud.storage.exceptions import DataCorruption
+
+    from mu2net.store import gcs
+
+    backend = make_backend(f"gs://{BUCKET}/{uuid.uuid4().hex}")
+    generation = backend.write("HEAD", b"pointer")
+    real_download = storage.Blob.download_as_bytes
+    failures = {"left": gcs.DOWNLOAD_ATTEMPTS - 1}
+
+    def corrupt_first(blob, *args, **kwargs):
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise DataCorruption(None, "Checksum mismatch while downloading")
+        return real_download(blob, *args, **kwargs)
+
+    monkeypatch.setattr(storage.Blob, "download_as_bytes", corrupt_first)
+    assert backend.read("HEAD") == (b"pointer", generation)
+    failures["left"] = gcs.DOWNLOAD_ATTEMPTS - 1
+    assert backend.read_range("HEAD", 1, 3) == b"oin"
+    failures["left"] = gcs.DOWNLOAD_ATTEMPTS
+    with pytest.raises(StoreError, match=f"{gcs.DOWNLOAD_ATTEMPTS} downloads in a row"):
+        backend.read("HEAD")
+
+
 def test_init_commit_and_load_one_task(store_uri, tmp_path) -> None:
     store = make_store(store_uri, str(tmp_path / "cache"))
     assert store.head() is None
