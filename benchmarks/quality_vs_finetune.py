@@ -281,6 +281,10 @@ def bench_config(args: argparse.Namespace):
         changes["generations_per_cycle"] = args.generations
     if changes:
         config = config.replace(search=dataclasses.replace(config.search, **changes))
+    if args.opt_lr_default is not None:
+        config = config.replace(hparams=type(config.hparams)(tuple(
+            dataclasses.replace(hp, default=args.opt_lr_default) if hp.name == "opt_lr" else hp
+            for hp in config.hparams.params)))
     return config
 
 
@@ -366,7 +370,8 @@ def run(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     return {"config": config.name, "method_version": config.method_version,
             "search": dataclasses.asdict(config.search),
             "overrides": {"examples_between_validations": args.examples_between_validations,
-                          "generations_per_cycle": args.generations},
+                          "generations_per_cycle": args.generations,
+                          "opt_lr_default": args.opt_lr_default},
             "tasks": list(tasks), "seeds": list(args.seeds), "ft_lrs": args.ft_lrs,
             "probe_lrs": args.probe_lrs, "root": {
                 "examples": args.root_examples, "seconds": root_seconds,
@@ -418,7 +423,9 @@ def report(data: dict[str, Any], png_name: str) -> str:
     lines = [common.header("Quality versus size and compute: mu2Net+ vs fine-tuning and "
                            "linear probe"), ""]
     overrides = {k: v for k, v in data["overrides"].items() if v}
-    changed = (" with " + ", ".join(f"search.{k}={v}" for k, v in overrides.items())
+    labels = {"opt_lr_default": "hparams.opt_lr.default"}
+    changed = (" with " + ", ".join(f"{labels.get(k, 'search.' + k)}={v}"
+                                    for k, v in overrides.items())
                + " overridden on the command line") if overrides else ""
     search = data["search"]
     lines.append(
@@ -560,6 +567,9 @@ def main() -> None:
                         help="override the config's search budget per validation")
     parser.add_argument("--generations", type=int, default=None,
                         help="override the config's generations per cycle")
+    parser.add_argument("--opt-lr-default", type=float, default=None,
+                        help="override the config's default opt_lr (the root path's value, "
+                             "where children of the root start)")
     parser.add_argument("--ft-lrs", nargs="+", type=float, default=[0.01, 0.03, 0.1])
     parser.add_argument("--probe-lrs", nargs="+", type=float, default=[0.1, 0.3, 1.0])
     parser.add_argument("--out-dir", default=None,

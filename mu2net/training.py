@@ -42,7 +42,10 @@ from mu2net.errors import ConfigError, TaskError
 from mu2net.model import component_layers
 from mu2net.search_state import derive_rng
 
-EAGER_MAX_STEPS = 48  # below this many steps, tracing a graph costs more than it saves
+# Up to this many steps a fresh child trains faster eagerly than traced (tracing costs about as
+# much as 12-16 eager steps, for the testing and the cpu_demo model alike):
+# benchmarks/results/execution_mode.md.
+EAGER_MAX_STEPS = 12
 EXECUTIONS = ("auto", "graph", "eager")
 
 

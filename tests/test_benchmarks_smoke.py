@@ -58,6 +58,14 @@ def test_step_efficiency_smoke(tmp_path):
     assert "| tiny (testing) | lower half frozen |" in text
 
 
+def test_execution_mode_smoke(tmp_path):
+    out = tmp_path / "execution.md"
+    run("execution_mode.py", "--smoke", "--output", str(out))
+    text = out.read_text()
+    header_ok(text)
+    assert "| testing | 8 | 4 |" in text and "auto picked the slower mode in" in text
+
+
 @pytest.mark.slow
 def test_orchestration_overhead_smoke(tmp_path):
     # The local pipeline starts one subprocess per step: about a minute even when tiny.

@@ -208,5 +208,6 @@ def test_padded_evaluation_counts_every_example_once():
 
 def test_several_replicas_always_trace_a_graph():
     assert resolve_execution("auto", 8) is True  # eager for a short run on one device
+    assert resolve_execution("auto", 44) is False  # a cpu_demo digits child: traced is 2x faster
     assert resolve_execution("auto", 8, replicas=2) is False
     assert resolve_execution("eager", 8, replicas=2) is True
