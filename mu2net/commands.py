@@ -187,7 +187,7 @@ def _cmd_iterate(args: argparse.Namespace) -> int:
         head = store.head()
         if head is None:
             raise StoreError(f"store {args.store!r} is empty")
-        tasks = [name for _, name in gain_ranking(store.load_system(head), store.versions())]
+        tasks = [name for _, name in gain_ranking(store.load_system(head))]
         if not tasks:
             raise TaskError(f"store {args.store!r} holds no task to iterate")
     return _run_cycles(args.store, [(name, "iterate") for name in tasks], args)

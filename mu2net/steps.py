@@ -179,31 +179,20 @@ def load_task_dir(task_dir: str) -> tuple[dict[str, Any], Any]:
 # === the task queue and the re-evolution rule ==============================================
 
 
-def task_cycles(versions: Sequence[Any]) -> dict[str, int]:
-    """How many committed versions changed each task's path (= its completed cycles)."""
-    chain = sorted(versions, key=lambda v: v.number)
-    counts: dict[str, int] = {}
-    previous: Mapping[str, str] = {}
-    for version in chain:
-        for task, path_hash in version.tasks.items():
-            if previous.get(task) != path_hash:
-                counts[task] = counts.get(task, 0) + 1
-        previous = version.tasks
-    return counts
-
-
-def gain_ranking(view: Any, versions: Sequence[Any]) -> list[tuple[float, str]]:
+def gain_ranking(view: Any) -> list[tuple[float, str]]:
     """Tasks by expected gain of one more cycle, best first.
 
     The rule: gain = (1 - validation accuracy) / (1 + cycles so far). The error left is the
     headroom; dividing by the cycles already spent favours tasks the search has explored
     least (each cycle has diminishing returns). Ties go to the task name, alphabetically.
+    The cycle count is the one each path records (`metrics["num_cycles"]`, set when its cycle
+    closed), so ranking reads one version, never the history.
     """
-    cycles = task_cycles(versions)
     ranked = []
     for task, path in view.paths.items():
         accuracy = float(path.metrics.get("validation_accuracy", 0.0))
-        ranked.append(((1.0 - accuracy) / (1 + cycles.get(task, 0)), task))
+        cycles = int(path.metrics.get("num_cycles", 1))
+        ranked.append(((1.0 - accuracy) / (1 + cycles), task))
     return sorted(ranked, key=lambda item: (-item[0], item[1]))
 
 
@@ -212,7 +201,7 @@ def pick_task_to_iterate(store: Any) -> str | None:
     head = store.head()
     if head is None:
         return None
-    ranking = gain_ranking(store.load_system(head), store.versions())
+    ranking = gain_ranking(store.load_system(head))
     return ranking[0][1] if ranking else None
 
 

@@ -26,12 +26,16 @@ def store(tmp_path):
 
 
 def commit_task(store, task, val_acc, run_id):
-    """Publish a path for `task` made only of the root's frozen components (no training)."""
-    root = store.load_system().root
+    """Publish a path for `task` made only of the root's frozen components (no training),
+    counting its cycles as `close_cycle` does."""
+    system = store.load_system()
+    root, published = system.root, system.paths.get(task)
+    cycles = 1 if published is None else int(published.metrics["num_cycles"]) + 1
     path = Path(task=task, components=root.components, hparams=dict(root.hparams),
                 method_version=CONFIG.method_version, parent=root.hash, parent_task="_root",
-                metrics={"validation_accuracy": val_acc, "test_accuracy": val_acc - 0.01})
-    mode = "iterate" if task in store.load_system().paths else "onboard"
+                metrics={"validation_accuracy": val_acc, "test_accuracy": val_acc - 0.01,
+                         "num_cycles": cycles})
+    mode = "iterate" if published is not None else "onboard"
     ext = Extension(task=task, base_version=store.head(), path=path, blob_files={},
                     run_id=run_id, config_name=CONFIG.name, mode=mode)
     return store.commit(ext)
@@ -62,8 +66,9 @@ def test_gain_rule_prefers_low_accuracy_and_few_cycles(store):
     commit_task(store, "b", 0.6, "r2")   # after 2 cycles: 0.40 / 3 = 0.133
     commit_task(store, "b", 0.6 + 1e-9, "r3")
     commit_task(store, "c", 0.7, "r4")   # 0.30 / 2 = 0.150
-    assert steps.task_cycles(store.versions()) == {"a": 1, "b": 2, "c": 1}
-    ranking = steps.gain_ranking(store.load_system(), store.versions())
+    assert {t: p.metrics["num_cycles"] for t, p in store.load_system().paths.items()} == {
+        "a": 1, "b": 2, "c": 1}
+    ranking = steps.gain_ranking(store.load_system())
     assert [name for _, name in ranking] == ["c", "b", "a"]
     assert ranking[0][0] == pytest.approx(0.3 / 2)
     assert steps.pick_task_to_iterate(store) == "c"
