@@ -33,8 +33,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,6 +42,7 @@ from mu2net.schema import ROOT_TASK, Component, Extension, Path, SystemVersion, 
 from mu2net.store.base import ObjectBackend  # noqa: E402
 from mu2net.store.gcs import GcsBackend, default_client  # noqa: E402
 from mu2net.store.local import LocalBackend  # noqa: E402
+from mu2net.store.synthetic import synthetic_blob, synthetic_component  # noqa: E402
 from mu2net.store.versioned import (  # noqa: E402
     VersionedStore,
     blob_key,
@@ -60,26 +59,15 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                        "store_scaling.md")
 
 
-def fake_blob(seed: str, size: int) -> bytes:
-    rng = np.random.default_rng(int(sha256_hex(seed.encode())[:8], 16))
-    return rng.integers(0, 256, size, dtype=np.uint8).tobytes()
-
-
-def component(creator: str, name: str, data: bytes) -> Component:
-    blob = sha256_hex(data)
-    return Component(id=Component.make_id(creator, name, blob), name=name, creator=creator,
-                     shapes={"w": (len(data) // 4,)}, blob=blob)
-
-
 def staged_component(folder: str, creator: str, name: str, size: int,
                      files: dict[str, str]) -> Component:
     """A synthetic component whose blob is written to `folder` and recorded in `files`."""
-    data = fake_blob(f"{creator}/{name}", size)
+    data = synthetic_blob(f"{creator}/{name}", size)
     digest = sha256_hex(data)
     files[digest] = os.path.join(folder, digest)
     with open(files[digest], "wb") as f:
         f.write(data)
-    return component(creator, name, data)
+    return synthetic_component(creator, name, data)
 
 
 def seed(backend: ObjectBackend, n: int, folder: str) -> tuple[Path, list[str]]:
@@ -93,10 +81,10 @@ def seed(backend: ObjectBackend, n: int, folder: str) -> tuple[Path, list[str]]:
     names = [f"task-{i:05d}" for i in range(n)]
 
     def put(name: str) -> str:
-        data = fake_blob(f"{name}/head", 1024)
+        data = synthetic_blob(f"{name}/head", 1024)
         backend.write(blob_key(sha256_hex(data)), data, if_generation_match=0)
         path = Path(task=name, components=(root.components[0], root.components[1],
-                                           component(name, "head", data)),
+                                           synthetic_component(name, "head", data)),
                     hparams=HPARAMS, method_version="m", parent=root.hash,
                     parent_task=ROOT_TASK, metrics={"validation_accuracy": 0.5})
         backend.write(path_key(path.hash), encode(path.to_dict()), if_generation_match=0)

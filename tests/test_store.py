@@ -20,15 +20,15 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 
 from mu2net.errors import ConflictError, IntegrityError, SchemaError, StoreError
-from mu2net.schema import ROOT_TASK, Component, Extension, Path, SystemVersion, sha256_hex
+from mu2net.schema import ROOT_TASK, Extension, Path, SystemVersion, sha256_hex
 from mu2net.store import open_store
 from mu2net.store.base import ObjectBackend, ObjectInfo
 from mu2net.store.gcs import GcsBackend, default_client, parse_gs_uri
 from mu2net.store.local import LocalBackend, local_root
+from mu2net.store.synthetic import synthetic_blob, synthetic_component
 from mu2net.store.versioned import (
     INDEX_MAX_BYTES,
     VersionedStore,
@@ -166,17 +166,6 @@ class NoListing(Delegate):
 # === synthetic model pieces =================================================================
 
 
-def blob_bytes(seed: str, size: int = 256) -> bytes:
-    rng = np.random.default_rng(int(sha256_hex(seed.encode())[:8], 16))
-    return rng.integers(0, 256, size, dtype=np.uint8).tobytes()
-
-
-def component(creator: str, name: str, data: bytes) -> Component:
-    blob = sha256_hex(data)
-    return Component(id=Component.make_id(creator, name, blob), name=name, creator=creator,
-                     shapes={"w": (len(data) // 4,)}, blob=blob)
-
-
 def write_blob_file(folder: str, data: bytes) -> tuple[str, str]:
     os.makedirs(folder, exist_ok=True)
     blob = sha256_hex(data)
@@ -189,10 +178,10 @@ def write_blob_file(folder: str, data: bytes) -> tuple[str, str]:
 def root_path(folder: str) -> tuple[Path, dict[str, str]]:
     files, comps = {}, []
     for name in ("embedding", "encoderblock_0", "head"):
-        data = blob_bytes(f"root/{name}")
+        data = synthetic_blob(f"root/{name}")
         blob, file_path = write_blob_file(folder, data)
         files[blob] = file_path
-        comps.append(component(ROOT_TASK, name, data))
+        comps.append(synthetic_component(ROOT_TASK, name, data))
     return Path(task=ROOT_TASK, components=tuple(comps), hparams=HPARAMS,
                 method_version="m1"), files
 
@@ -203,10 +192,10 @@ def make_extension(folder: str, root: Path, task: str, run_id: str, base_version
     """A path reusing the root's embedding (frozen) with two new components of its own."""
     files, comps = {}, [root.component("embedding")]
     for name in ("encoderblock_0", "head"):
-        data = blob_bytes(f"{task}/{name}/{seed or run_id}")
+        data = synthetic_blob(f"{task}/{name}/{seed or run_id}")
         blob, file_path = write_blob_file(folder, data)
         files[blob] = file_path
-        comps.append(component(task, name, data))
+        comps.append(synthetic_component(task, name, data))
     path = Path(task=task, components=tuple(comps), hparams=HPARAMS, method_version="m1",
                 parent=root.hash, parent_task=ROOT_TASK,
                 metrics={"validation_accuracy": accuracy})
@@ -364,7 +353,7 @@ def test_commit_writes_only_new_blobs_one_path_one_index_and_pointer(store_uri,
     result = store.commit(ext)
     new_blobs = sorted(ext.blob_files)
     index = encode_index(store.read_version(result.version))
-    expected = ([(blob_key(b), len(blob_bytes(f"cifar/{n}/run-1")))
+    expected = ([(blob_key(b), len(synthetic_blob(f"cifar/{n}/run-1")))
                  for b, n in zip(new_blobs, _names_by_blob(ext, new_blobs))]
                 + [(path_key(ext.path.hash), len(encode(ext.path.to_dict()))),
                    (version_key(1), len(index)), ("HEAD", len(encode_pointer(1)))])
@@ -374,7 +363,7 @@ def test_commit_writes_only_new_blobs_one_path_one_index_and_pointer(store_uri,
     assert blob_key(root.component("embedding").blob) not in dict(counting[0].writes)
     counting[0].writes.clear()
     ext2 = make_extension(str(tmp_path), root, "svhn", "run-2", 1)
-    store.put_blob(blob_bytes("svhn/head/run-2"))
+    store.put_blob(synthetic_blob("svhn/head/run-2"))
     counting[0].writes.clear()
     result2 = store.commit(ext2)
     keys = [key for key, _ in counting[0].writes]
@@ -757,7 +746,7 @@ def test_commit_restores_a_reused_blob_collected_meanwhile(store_uri, tmp_path) 
     root = init_store(make_store(store_uri), str(tmp_path))
     ext = make_extension(str(tmp_path), root, "cifar", "run-1", 0)
     victim = ext.path.component("head").blob
-    make_store(store_uri).put_blob(blob_bytes("cifar/head/run-1"))  # present before commit
+    make_store(store_uri).put_blob(synthetic_blob("cifar/head/run-1"))  # present before commit
 
     class CollectAfterIndex(Delegate):  # a GC deleting the blob right before publication
         def write(self, key, data, *, if_generation_match=None):
