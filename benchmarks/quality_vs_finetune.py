@@ -25,7 +25,7 @@ Each seed seeds the search, the heads' init and the data order of all three meth
 
 Run:
     # the committed results (cpu_demo with half its per-child budget, so the whole run fits in
-    # ~46 min on 2 shared cores; without the two flags cpu_demo as is needs ~1.5 h):
+    # ~49 min on 2 shared cores; without the two flags cpu_demo as is needs ~1.5 h):
     .venv/bin/python benchmarks/quality_vs_finetune.py --examples-between-validations 2048 \
         --root-examples 90000
     .venv/bin/python benchmarks/quality_vs_finetune.py --smoke      # testing config, ~20 s
@@ -584,7 +584,7 @@ def main() -> None:
     if args.smoke:
         args.generations = args.generations or 1
     elif args.config == "cpu_demo":
-        # The budget that keeps the whole run under 60 minutes on 2 cores (measured 45.6 min):
+        # The budget that keeps the whole run under 60 minutes on 2 cores (measured 48.9 min):
         # half cpu_demo's per-child examples and half its root pretraining. Pass the config's
         # own values explicitly for the full-budget run (about 1.5 h here).
         args.examples_between_validations = args.examples_between_validations or 2048
