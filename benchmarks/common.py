@@ -1,7 +1,10 @@
-"""What every benchmark's results file starts with: revision, date, machine, exact command.
+"""What every benchmark's results file starts with (revision, date, machine, exact command),
+and the pieces the training benchmarks share (a child of random root parameters, one fixed
+batch).
 
 Imported by the scripts in this folder (run as `python benchmarks/NAME.py`, so this folder is on
-`sys.path`). Standard library only.
+`sys.path`). Standard library at import; numpy, TensorFlow and the library are imported by the
+functions that need them.
 """
 
 from __future__ import annotations
@@ -92,3 +95,23 @@ def fmt_ci(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     if math.isnan(half):
         return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f} ± {half * scale:.{digits}f}"
+
+
+def random_child(config, hparams, trainable: list[str]):
+    """A child assembled by the library from the config's random root parameters (seed 0)."""
+    from mu2net.model import build_model
+    from mu2net.root import random_root_params
+
+    params, _ = random_root_params(config, seed=0, num_classes=int(hparams["num_classes"]))
+    return build_model(config.architecture, hparams, params, trainable=trainable)
+
+
+def fixed_batch_dataset(size: int, channels: int, batch: int, num_classes: int):
+    """One seeded random batch repeated forever, so the input pipeline is not measured."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (batch, size, size, channels))
+    y = rng.integers(0, num_classes, batch)
+    return tf.data.Dataset.from_tensors((x.astype(np.float32), y.astype(np.int32))).repeat()

@@ -23,8 +23,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,26 +38,18 @@ SMOKE_CASES = [("testing", 8, 4)]
 
 def train_once(variant: str, batch: int, steps: int, eager: bool) -> float:
     """Seconds to build, compile and train one fresh child for `steps` steps."""
-    import tensorflow as tf
-
     from mu2net.config import get_config
-    from mu2net.model import build_model, component_names
+    from mu2net.model import component_names
     from mu2net.mutations import default_hparams
-    from mu2net.root import random_root_params
     from mu2net.training import compile_model, make_optimizer
 
     config = get_config(variant)
-    arch = config.architecture
     hparams = default_hparams(config.hparams)
     hparams.update(num_classes=10, adapter_layers=[])
-    rng = np.random.default_rng(0)
-    size = int(hparams["ds_image_size"])
-    x = rng.uniform(-1, 1, (batch, size, size, arch.channels)).astype(np.float32)
-    y = rng.integers(0, 10, batch).astype(np.int32)
-    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+    ds = common.fixed_batch_dataset(int(hparams["ds_image_size"]), config.architecture.channels,
+                                    batch, 10)
     start = time.perf_counter()
-    params, _ = random_root_params(config, seed=0, num_classes=10)
-    model = build_model(arch, hparams, params, trainable=component_names(hparams))
+    model = common.random_child(config, hparams, component_names(hparams))
     compile_model(model, make_optimizer(hparams, steps, config), run_eagerly=eager)
     model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
     return time.perf_counter() - start

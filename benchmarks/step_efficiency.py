@@ -54,14 +54,12 @@ def architectures(smoke: bool):
 def child_model(arch, hparams, frozen_lower: bool):
     """The child: components from (random) shared parameters, assembled by the library."""
     from mu2net.config import get_config
-    from mu2net.model import build_model, component_names
-    from mu2net.root import random_root_params
+    from mu2net.model import component_names
 
     config = get_config("cpu_demo").replace(architecture=arch)
-    params, _ = random_root_params(config, seed=0, num_classes=int(hparams["num_classes"]))
     names = component_names(hparams)
     trainable = [n for n in names if not (frozen_lower and lower_half(n, arch.num_layers))]
-    return build_model(arch, hparams, params, trainable=trainable)
+    return common.random_child(config, hparams, trainable)
 
 
 def lower_half(name: str, depth: int) -> bool:
@@ -118,17 +116,13 @@ def plain_model(arch, num_classes: int, frozen_lower: bool):
 
 
 def setup(model, arch, hparams, batch: int, steps: int):
-    import tensorflow as tf
-
     from mu2net.config import get_config
     from mu2net.training import compile_model, make_optimizer
 
     config = get_config("cpu_demo")
     compile_model(model, make_optimizer(hparams, 10_000, config), run_eagerly=False)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (batch, arch.image_size, arch.image_size, arch.channels))
-    y = rng.integers(0, int(hparams["num_classes"]), batch)
-    ds = tf.data.Dataset.from_tensors((x.astype(np.float32), y.astype(np.int32))).repeat()
+    ds = common.fixed_batch_dataset(arch.image_size, arch.channels, batch,
+                                    int(hparams["num_classes"]))
     model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)  # trace + warm up
 
     def timed() -> float:
