@@ -34,17 +34,14 @@ RESULTS = os.path.join(common.RESULTS_DIR, "orchestration_overhead.md")
 
 
 def fresh_store(folder: str, config):
+    from mu2net.blobs import DirBlobs
     from mu2net.root import build_root
     from mu2net.store import open_store
 
     store = open_store(os.path.join(folder, "store"), cache_dir=None)
     root, blobs = build_root(config, "random", seed=0)
-    files = {}
-    for digest, data in blobs.items():
-        files[digest] = os.path.join(folder, f"{digest}.npz")
-        with open(files[digest], "wb") as fh:
-            fh.write(data)
-    store.init(root, files, {"source": "benchmarks/orchestration_overhead.py"})
+    store.init(root, DirBlobs(folder).put_all(blobs),
+               {"source": "benchmarks/orchestration_overhead.py"})
     return store
 
 

@@ -61,16 +61,6 @@ PROBE_VALIDATIONS = 4
 # === building blocks ========================================================================
 
 
-def root_files(blobs: dict[str, bytes], folder: str) -> dict[str, str]:
-    os.makedirs(folder, exist_ok=True)
-    files = {}
-    for digest, data in blobs.items():
-        files[digest] = os.path.join(folder, f"{digest}.npz")
-        with open(files[digest], "wb") as fh:
-            fh.write(data)
-    return files
-
-
 def root_params(root, blobs: dict[str, bytes]) -> dict[str, dict[str, np.ndarray]]:
     from mu2net.params_io import npz_bytes_to_params
 
@@ -291,6 +281,7 @@ def bench_config(args: argparse.Namespace):
 def run(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     import dataclasses
 
+    from mu2net.blobs import DirBlobs
     from mu2net.model import component_names, component_shapes
     from mu2net.root import build_root, pretrain_root
     from mu2net.scoring import forward_flops
@@ -311,7 +302,7 @@ def run(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     print(f"root: {root_metrics.get('source')}, test accuracy "
           f"{root_metrics.get('test_accuracy', float('nan')):.4f}, {root_seconds:.0f} s",
           flush=True)
-    files = root_files(blobs, os.path.join(workdir, "root"))
+    files = DirBlobs(os.path.join(workdir, "root")).put_all(blobs)
     params = root_params(root, blobs)
 
     def size(name: str, hparams: dict[str, Any]) -> int:

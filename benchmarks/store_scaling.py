@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
 
+from mu2net.blobs import DirBlobs  # noqa: E402
 from mu2net.schema import ROOT_TASK, Component, Extension, Path, SystemVersion, sha256_hex  # noqa: E402
 from mu2net.store.base import ObjectBackend  # noqa: E402
 from mu2net.store.gcs import GcsBackend, default_client  # noqa: E402
@@ -63,10 +64,7 @@ def staged_component(folder: str, creator: str, name: str, size: int,
                      files: dict[str, str]) -> Component:
     """A synthetic component whose blob is written to `folder` and recorded in `files`."""
     data = synthetic_blob(f"{creator}/{name}", size)
-    digest = sha256_hex(data)
-    files[digest] = os.path.join(folder, digest)
-    with open(files[digest], "wb") as f:
-        f.write(data)
+    files.update(DirBlobs(folder).put_all({sha256_hex(data): data}))
     return synthetic_component(creator, name, data)
 
 

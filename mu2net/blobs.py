@@ -53,6 +53,11 @@ class DirBlobs:
             os.replace(tmp, target)
         return digest
 
+    def put_all(self, blobs: Mapping[str, bytes]) -> dict[str, str]:
+        """Write `{sha256: bytes}` here; `{sha256: file path}`, the `blob_files` that
+        `ModelStore.init` and an `Extension` take."""
+        return {(digest := self.put_blob(data)): self._file(digest) for data in blobs.values()}
+
     def put_file(self, blob_hash: str, file_path: str) -> str:
         with open(file_path, "rb") as fh:
             data = verified(fh.read(), blob_hash, file_path)

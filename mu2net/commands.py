@@ -197,6 +197,7 @@ def _cmd_iterate(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
+    from mu2net.blobs import DirBlobs
     from mu2net.root import build_root, pretrain_root
     from mu2net.version import code_version
 
@@ -222,13 +223,9 @@ def _cmd_init(args: argparse.Namespace) -> int:
         raise ConfigError(f"--root {args.root!r} is invalid: expected random, npz:URI or "
                           "pretrain:SPEC")
     with tempfile.TemporaryDirectory() as tmp:
-        files = {}
-        for digest, data in blobs.items():
-            files[digest] = os.path.join(tmp, f"{digest}.npz")
-            with open(files[digest], "wb") as fh:
-                fh.write(data)
-        result = store.init(root, files, {"root": args.root, "config_name": config.name,
-                                          "code_version": code_version()})
+        result = store.init(root, DirBlobs(tmp).put_all(blobs),
+                            {"root": args.root, "config_name": config.name,
+                             "code_version": code_version()})
     what = "created" if result.created else "already holds this root as"
     extra = "".join(f", {k} {v:.4f}" for k, v in metrics.items()
                     if k in ("validation_accuracy", "test_accuracy"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 
@@ -120,16 +121,9 @@ def reference_block(x, w):
 
 def random_root_store(folder, config, seed: int = 0):
     """A local store in `folder/store` holding version 0: a seeded random root of `config`."""
-    import pathlib
-
     from mu2net.store import open_store
 
-    folder = pathlib.Path(folder)
-    store = open_store(str(folder / "store"))
+    store = open_store(os.path.join(folder, "store"))
     root, blobs = build_root(config, "random", seed=seed)
-    files = {}
-    for digest, data in blobs.items():
-        files[digest] = str(folder / f"{digest}.npz")
-        pathlib.Path(files[digest]).write_bytes(data)
-    store.init(root, files, {"source": "test"})
+    store.init(root, DirBlobs(str(folder)).put_all(blobs), {"source": "test"})
     return store

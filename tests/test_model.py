@@ -215,6 +215,10 @@ def test_blob_sources_verify_and_chain(tmp_path):
     staged_file.write_bytes(other)
     other_digest = params_sha256({"scale": np.zeros(3, np.float32)})
     chain = ChainBlobs([FileBlobs({other_digest: str(staged_file)}), store])
+    # put_all: the {sha256: file} mapping a store init or an extension takes
+    files = DirBlobs(str(tmp_path / "staged")).put_all({digest: data, other_digest: other})
+    assert files == {h: str(tmp_path / "staged" / f"{h}.npz") for h in (digest, other_digest)}
+    assert FileBlobs(files).get_blob(other_digest) == other
     assert chain.get_blob(digest) == data and chain.get_blob(other_digest) == other
     with pytest.raises(StoreError, match="found in no source.*FileBlobs.*DirBlobs"):
         chain.get_blob(missing)
