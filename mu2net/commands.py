@@ -133,9 +133,60 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 # === local runs =============================================================================
 
 
-def _run_cycles(store_uri: str, requests: Sequence[tuple[str, str]], args: argparse.Namespace
-                ) -> int:
-    """Run one local pipeline cycle per (task spec, mode), one after another."""
+def check_cycles(cycles: Any) -> int:
+    """`cycles` if it is a valid number of search cycles per task (an integer >= 1)."""
+    if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 1:
+        raise ConfigError(f"--cycles {cycles!r} is invalid: expected an integer >= 1 "
+                          "(search cycles per task)")
+    return cycles
+
+
+def cycle_requests(spec: str, cycles: int) -> list[tuple[str, str]]:
+    """The pipeline runs that onboard one task in `cycles` search cycles, as in the paper:
+    an `onboard` run of the spec, then `cycles - 1` `iterate` runs of the task it creates
+    (by name, so each re-evolves the path the previous cycle committed)."""
+    check_cycles(cycles)
+    from mu2net.tasks.sources import parse_spec
+
+    name = parse_spec(spec).default_name()
+    return [(spec, "onboard")] + [(name, "iterate")] * (cycles - 1)
+
+
+def _request_task(spec: str, mode: str) -> str:
+    """The task name a (spec, mode) request works on: an iterate request may name the task."""
+    if mode == "iterate" and ":" not in spec:
+        return spec
+    from mu2net.tasks.sources import parse_spec
+
+    return parse_spec(spec).default_name()
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def _cycle_result(store: Any, task: str) -> dict[str, Any]:
+    """The task's accuracies in the store's newest version (what the cycle just committed)."""
+    head = store.head()
+    path = store.load_system(head).paths.get(task)
+    metrics = dict(path.metrics) if path is not None else {}
+    return {"version": head, "validation": metrics.get("validation_accuracy"),
+            "test": metrics.get("test_accuracy"), "path_cycles": metrics.get("num_cycles")}
+
+
+def _accuracy_table(label: str, rows: Sequence[dict[str, Any]]) -> str:
+    lines = [f"{label}: accuracy per cycle",
+             f"  {'cycle':>5}  {'version':>7}  {'validation':>10}  {'test':>6}"]
+    for i, row in enumerate(rows, start=1):
+        lines.append(f"  {i:>5}  {row['version']!s:>7}  {_fmt(row['validation']):>10}  "
+                     f"{_fmt(row['test']):>6}")
+    return "\n".join(lines)
+
+
+def _run_cycles(store_uri: str, tasks: Sequence[Sequence[tuple[str, str]]],
+                args: argparse.Namespace) -> int:
+    """Run each task's cycles (local pipeline runs, one (spec, mode) each) one after another,
+    printing the task's accuracy after every cycle and, for several cycles, a table."""
     local_run = _pipelines("local_run")
     from mu2net.version import code_version
 
@@ -144,21 +195,32 @@ def _run_cycles(store_uri: str, requests: Sequence[tuple[str, str]], args: argpa
         raise StoreError(f"store {store_uri!r} is empty: run `mu2net init --store {store_uri} "
                          "--root ...` first")
     config = get_config(args.config)
-    total = len(requests)
+    total = len(tasks)
+    runs = sum(len(cycles) for cycles in tasks)
     started = time.monotonic()
-    for i, (spec, mode) in enumerate(requests, start=1):
-        prefix = f"[{i}/{total}] {spec}"
-        _say(f"{prefix}: {mode}, one cycle of {config.search.generations_per_cycle} "
-             f"generations x {config.search.children_per_generation} children "
-             f"({config.name} config)")
-        out = local_run.run_local(
-            config_name=args.config, task_spec=spec, mode=mode, store_uri=store_uri,
-            workdir=args.workdir, seed=args.seed, data_dir=args.data_dir or "",
-            code_version=code_version(), verbose=args.verbose,
-            progress=lambda line, prefix=prefix: _say(f"{prefix}:   {line}"))
-        _say(f"{prefix}: {out['line']} ({out['seconds']:.1f} s)")
-    _say(f"done: {total} cycle(s) in {time.monotonic() - started:.1f} s; store head is "
-         f"version {store.head()}")
+    for i, cycles in enumerate(tasks, start=1):
+        label = f"[{i}/{total}] {cycles[0][0]}"
+        name = _request_task(*cycles[0])
+        rows: list[dict[str, Any]] = []
+        for c, (spec, mode) in enumerate(cycles, start=1):
+            prefix = f"{label}: cycle {c}/{len(cycles)}"
+            _say(f"{prefix}: {mode} {spec}, {config.search.generations_per_cycle} "
+                 f"generations x {config.search.children_per_generation} children "
+                 f"({config.name} config)")
+            out = local_run.run_local(
+                config_name=args.config, task_spec=spec, mode=mode, store_uri=store_uri,
+                workdir=args.workdir, seed=args.seed, data_dir=args.data_dir or "",
+                code_version=code_version(), verbose=args.verbose,
+                progress=lambda line, prefix=prefix: _say(f"{prefix}:   {line}"))
+            _say(f"{prefix}: {out['line']} ({out['seconds']:.1f} s)")
+            row = _cycle_result(store, name)
+            rows.append(row)
+            _say(f"{prefix}: validation {_fmt(row['validation'])}, test {_fmt(row['test'])} "
+                 f"(version {row['version']})")
+        if len(rows) > 1:
+            _say(_accuracy_table(label, rows))
+    _say(f"done: {runs} cycle(s) of {total} task(s) in {time.monotonic() - started:.1f} s; "
+         f"store head is version {store.head()}")
     return 0
 
 
@@ -172,8 +234,26 @@ def _local_args(p: argparse.ArgumentParser, default_config: str = "cpu_demo") ->
     p.add_argument("--verbose", action="store_true", help="show kfp's own log lines")
 
 
+def _cycles(args: argparse.Namespace) -> int:
+    """--cycles, or the config's `onboard_cycles` when not given."""
+    cycles = getattr(args, "cycles", None)
+    return check_cycles(get_config(args.config).onboard_cycles if cycles is None else cycles)
+
+
+def _cycles_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cycles", type=int, default=None, metavar="N",
+                   help="search cycles per task: one onboard run, then N-1 iterate runs "
+                        "(default: the config's onboard_cycles)")
+
+
+def _root_cache_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root-cache", default="", metavar="DIR",
+                   help="folder of pretrained roots (default: the repository's roots/)")
+
+
 def _cmd_onboard(args: argparse.Namespace) -> int:
-    return _run_cycles(args.store, [(spec, "onboard") for spec in args.specs], args)
+    cycles = _cycles(args)
+    return _run_cycles(args.store, [cycle_requests(spec, cycles) for spec in args.specs], args)
 
 
 def _cmd_iterate(args: argparse.Namespace) -> int:
@@ -190,7 +270,7 @@ def _cmd_iterate(args: argparse.Namespace) -> int:
         tasks = [name for _, name in gain_ranking(store.load_system(head))]
         if not tasks:
             raise TaskError(f"store {args.store!r} holds no task to iterate")
-    return _run_cycles(args.store, [(name, "iterate") for name in tasks], args)
+    return _run_cycles(args.store, [[(name, "iterate")] for name in tasks], args)
 
 
 # === init / status / report / queue ==========================================================
@@ -198,7 +278,7 @@ def _cmd_iterate(args: argparse.Namespace) -> int:
 
 def _cmd_init(args: argparse.Namespace) -> int:
     from mu2net.blobs import DirBlobs
-    from mu2net.root import build_root, pretrain_root
+    from mu2net.root import build_root
     from mu2net.version import code_version
 
     config = get_config(args.config)
@@ -212,13 +292,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
         local = _localize(target)
         root, blobs = build_root(config, "npz", npz_path=local)
     elif kind == "pretrain" and target:
-        from mu2net.tasks.sources import load_source
-
-        task = load_source(target, data_dir=args.data_dir or None)
-        _say(f"pretraining the root on {task.info.name} ({task.info.split_sizes['train']} "
-             f"training images, {args.examples or config.root_pretrain_examples} examples)")
-        root, blobs, metrics = pretrain_root(config, task, seed=args.seed,
-                                             examples=args.examples or None)
+        root, blobs, metrics, _ = _pretrained_root(config, target, args)
     else:
         raise ConfigError(f"--root {args.root!r} is invalid: expected random, npz:URI or "
                           "pretrain:SPEC")
@@ -232,6 +306,50 @@ def _cmd_init(args: argparse.Namespace) -> int:
     print(f"store {args.store} {what} version 0: root of {len(root.components)} components, "
           f"{root.num_params:,} parameters (method {config.method_version}{extra}; "
           f"{time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def _pretrained_root(config: Any, spec: str, args: argparse.Namespace
+                     ) -> tuple[Any, dict[str, bytes], dict[str, Any], str]:
+    """(root, blobs, metrics, cache file) of a root pretrained on `spec`, from the root cache
+    when it holds one with this recipe (`--examples` overrides the config's and the key)."""
+    from mu2net.root import ROOT_CACHE_DIR, cached_pretrained_root, root_cache_file
+    from mu2net.tasks.sources import load_source
+
+    examples = getattr(args, "examples", 0) or 0
+    if examples < 0:
+        raise ConfigError(f"--examples {examples} is invalid: expected a positive number of "
+                          "pretraining examples (0: the config's root_pretrain_examples)")
+    if examples:
+        config = config.replace(root_pretrain_examples=examples)
+    cache_dir = getattr(args, "root_cache", None) or ROOT_CACHE_DIR
+    task = load_source(spec, data_dir=getattr(args, "data_dir", "") or None)
+    file_path = root_cache_file(config, task.info, seed=args.seed, cache_dir=cache_dir)
+    if os.path.exists(file_path) and os.path.exists(file_path[:-4] + ".json"):
+        _say(f"reusing the pretrained root {file_path}")
+    else:
+        _say(f"pretraining the root on {task.info.name} ({task.info.split_sizes['train']} "
+             f"training images, {config.root_pretrain_examples} examples); it will be kept "
+             f"as {file_path}")
+    root, blobs, metrics = cached_pretrained_root(config, task, seed=args.seed,
+                                                  cache_dir=cache_dir)
+    return root, blobs, metrics, file_path
+
+
+def _cmd_root(args: argparse.Namespace) -> int:
+    """`root build`: pretrain the config's root once (or find it in the cache)."""
+    config = get_config(args.config)
+    spec = args.task or config.root_task
+    started = time.monotonic()
+    root, _, metrics, file_path = _pretrained_root(config, spec, args)
+    key = os.path.basename(file_path)[len(config.name) + 1:-len(".npz")]
+    print(f"root {file_path}\n  key            {key}\n  pretrained on  {spec} "
+          f"({metrics.get('examples_trained', '?')} examples, "
+          f"{metrics.get('train_seconds', '?')} s when built)\n"
+          f"  validation     {_fmt(metrics.get('validation_accuracy'))}\n"
+          f"  test accuracy  {_fmt(metrics.get('test_accuracy'))}\n"
+          f"  root path      {root.hash} ({root.num_params:,} parameters; "
+          f"{time.monotonic() - started:.1f} s now)")
     return 0
 
 
@@ -378,14 +496,17 @@ def _read_image(name: str) -> Any:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """The README's main command: a pretrained root, then onboard suite tasks, locally."""
+    """The README's main command: a pretrained root (from the root cache when it has one),
+    then each suite task onboarded in the config's number of cycles, locally."""
     config = get_config(args.config)
+    cycles = _cycles(args)
     store = _store(args.store)
     started = time.monotonic()
     if store.head() is None:
         init_args = argparse.Namespace(store=args.store, config=args.config, seed=args.seed,
-                                       root=f"pretrain:{config.root_task}", data_dir="",
-                                       examples=args.root_examples)
+                                       root=f"pretrain:{config.root_task}",
+                                       data_dir=args.data_dir or "",
+                                       examples=args.root_examples, root_cache=args.root_cache)
         _cmd_init(init_args)
     else:
         _say(f"store {args.store} already has version {store.head()}: keeping its root")
@@ -394,7 +515,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     todo = [spec for spec in args.tasks if parse_spec(spec).default_name() not in view.paths]
     if todo:
-        _run_cycles(args.store, [(spec, "onboard") for spec in todo], args)
+        _run_cycles(args.store, [cycle_requests(spec, cycles) for spec in todo], args)
     from mu2net.report import status_dict, status_text
 
     print(status_text(status_dict(store)))
@@ -468,10 +589,11 @@ def register(sub: Any) -> None:
     p.add_argument("--name", help="recurring run name")
     p.set_defaults(func=_cmd_schedule, task_spec=None)
 
-    p = add("onboard", help="onboard tasks: one local pipeline cycle per task (kfp.local)")
+    p = add("onboard", help="onboard tasks: N local pipeline cycles per task (kfp.local)")
     p.add_argument("specs", nargs="+", metavar="SPEC",
                    help="task sources: demo:NAME, tfds:NAME, imagefolder:URI")
     _local_args(p)
+    _cycles_arg(p)
     p.set_defaults(func=_cmd_onboard)
 
     p = add("iterate", help="re-evolve existing tasks: one local pipeline cycle per task")
@@ -489,7 +611,20 @@ def register(sub: Any) -> None:
     p.add_argument("--data-dir", default="")
     p.add_argument("--examples", type=int, default=0,
                    help="pretraining examples (default: the config's root_pretrain_examples)")
+    _root_cache_arg(p)
     p.set_defaults(func=_cmd_init)
+
+    p = add("root", help="build the config's pretrained root once, into the root cache")
+    p.add_argument("action", choices=("build",))
+    p.add_argument("--config", default="cpu_demo", choices=CONFIG_NAMES)
+    p.add_argument("--task", default="",
+                   help="pretraining task source (default: the config's root_task)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default="")
+    p.add_argument("--examples", type=int, default=0,
+                   help="pretraining examples (default: the config's root_pretrain_examples)")
+    _root_cache_arg(p)
+    p.set_defaults(func=_cmd_root)
 
     p = add("status", help="the system's tasks, accuracies, scores and parameters")
     p.add_argument("--store", required=True)
@@ -532,6 +667,8 @@ def register(sub: Any) -> None:
     p.add_argument("--tasks", nargs="+", default=list(DEMO_TASKS), metavar="SPEC")
     p.add_argument("--root-examples", type=int, default=0,
                    help="root pretraining examples (default: the config's)")
+    _cycles_arg(p)
+    _root_cache_arg(p)
     p.set_defaults(func=_cmd_demo)
 
     p = add("version", help="print the code version (image tag)")

@@ -85,7 +85,9 @@ def sample_ds_hparams(config: Config, best_hparams: Mapping[str, Any] | None,
     fired: list[str] = []
     if best_hparams is None:
         return ds, fired
-    probe: dict[str, Any] = {"_mu_": best_hparams.get("_mu_", space.get("_mu_").default)}
+    # The base mu is the default one, not the best path's: mu3Net's generation-level ds dict
+    # carries the best path's ds_* values and their learned probabilities, but no `_mu_`.
+    probe: dict[str, Any] = {"_mu_": space.get("_mu_").default}
     for k in keys:
         probe[k] = best_hparams.get(k, ds[k])
         if "_mu_|hp:" + k in best_hparams:

@@ -314,6 +314,18 @@ class SystemVersion:
                    provenance=_get(d, "system_version", "provenance", dict))
 
 
+def lock_holders(component: Component, task: str,
+                 users: Mapping[str, set[str]]) -> set[str]:
+    """Who shares the cost of `component` in `task`'s path (method.md §2.5): the tasks whose
+    published paths use it, the task itself, and the root for a root component (in mu2Net+
+    the root is locked and counted as an owner, so reusing a root layer frozen costs half of
+    cloning it even before any other task uses it)."""
+    holders = set(users.get(component.id, ())) | {task}
+    if component.creator == ROOT_TASK:
+        holders.add(ROOT_TASK)
+    return holders
+
+
 # === SystemView: a version with its paths resolved ==========================================
 
 
@@ -342,13 +354,10 @@ class SystemView:
         return users
 
     def accounted_params(self, path: Path) -> float:
-        """method.md §2.5: sum over components of size / |users ∪ {owner}|, from this view."""
+        """method.md §2.5: sum over components of size / |locks ∪ {owner}|, from this view."""
         users = self.component_users()
-        total = 0.0
-        for comp in path.components:
-            owners = set(users.get(comp.id, ())) | {path.task}
-            total += comp.num_params / len(owners)
-        return total
+        return sum(comp.num_params / len(lock_holders(comp, path.task, users))
+                   for comp in path.components)
 
     def total_params(self) -> int:
         """Parameters of the deployed set: every distinct component of every task path."""

@@ -48,7 +48,14 @@ from mu2net.mutations import (
     sample_ds_hparams,
 )
 from mu2net.params_io import param_shapes, params_sha256, write_params
-from mu2net.schema import Component, Extension, Path, SystemView, TaskInfo
+from mu2net.schema import (
+    Component,
+    Extension,
+    Path,
+    SystemView,
+    TaskInfo,
+    lock_holders,
+)
 from mu2net.scoring import forward_flops, path_score, score_value
 from mu2net.search_state import Candidate, SearchState, derive_seed
 from mu2net.tasks.base import TaskData
@@ -205,7 +212,7 @@ def planned_accounted_params(spec: ChildSpec, system: SystemView, config: Config
         shapes = component_shapes(slot.name, config.architecture, spec.hparams)
         size = sum(math.prod(s) for s in shapes.values())
         if slot.action == "reuse":
-            total += size / len(users.get(slot.source.id, set()) | {spec.task})
+            total += size / len(lock_holders(slot.source, spec.task, users))
         else:
             total += size
     return total
@@ -246,7 +253,9 @@ def start_cycle(system: SystemView, task_info: TaskInfo, config: Config, *, seed
             raise TaskError(f"task {task_info.name!r} is not in system version "
                             f"{system.number}: use mode='onboard'")
         score = path_score(published, system, config.architecture, config.score)
-        population = (Candidate(published, score, 0),)
+        # Offspring counts persist across cycles (mu3Net keeps the retained path object, with
+        # its count, from one cycle to the next), so decay selection keeps decaying.
+        population = (Candidate(published, score, int(published.metrics.get("offspring", 0))),)
         cycle = int(published.metrics.get("num_cycles", 1))
     return SearchState(task=task_info.name, task_info=task_info, config_name=config.name,
                        method_version=config.method_version, base_version=system.number,
@@ -260,8 +269,9 @@ def plan_generation(state: SearchState, system: SystemView,
 
     Data hyperparameters are sampled once for the generation. Each child's parent is chosen
     by decay selection over the task's population (best first, taken with probability
-    0.5 ** offspring), else uniformly over all paths of the system (every task and the root).
-    The returned state counts the new offspring of same-task parents.
+    0.5 ** offspring), else uniformly over all paths: the root, every task's published path
+    and the task's own population, published or not (mu3Net's `uniform_choice` over the whole
+    population). The returned state counts the new offspring of same-task parents.
     """
     _check_config(state, config)
     g = state.generation
@@ -274,6 +284,8 @@ def plan_generation(state: SearchState, system: SystemView,
     population = list(state.population)
     all_paths = system.all_paths()
     known = {p.hash: p for p in all_paths}
+    own = {c.path.hash: j for j, c in enumerate(population)}
+    candidates = all_paths + [c.path for c in population if c.path.hash not in known]
     known.update({c.path.hash: c.path for c in population})
     users = system.component_users()
     data_seed = derive_seed(state.seed, state.task, state.cycle, g, "data")
@@ -292,9 +304,15 @@ def plan_generation(state: SearchState, system: SystemView,
             population[chosen] = Candidate(cand.path, cand.score, cand.offspring + 1)
             parent, parent_score = cand.path, cand.score
         else:
-            parent = all_paths[int(rng.integers(len(all_paths)))]
-            parent_score = (path_score(parent, system, config.architecture, config.score)
-                            if parent.task == state.task else -math.inf)
+            parent = candidates[int(rng.integers(len(candidates)))]
+            if parent.hash in own:  # a member of the task's population: count its offspring
+                cand = population[own[parent.hash]]
+                population[own[parent.hash]] = Candidate(cand.path, cand.score,
+                                                         cand.offspring + 1)
+                parent_score = cand.score
+            else:
+                parent_score = (path_score(parent, system, config.architecture, config.score)
+                                if parent.task == state.task else -math.inf)
         hparams = default_hparams(config.hparams)
         hparams.update({k: v for k, v in parent.hparams.items()})
         hparams.update(ds)
@@ -475,7 +493,8 @@ def close_cycle(state: SearchState, system: SystemView, task: TaskData, config: 
     test_accuracy = path_accuracy(best.path, images, labels, cache,
                                   batch_size=4 * config.search.batch_size)
     metrics = {**best.path.metrics, "test_accuracy": test_accuracy,
-               "test_examples": int(len(labels)), "num_cycles": state.cycle + 1}
+               "test_examples": int(len(labels)), "num_cycles": state.cycle + 1,
+               "offspring": int(best.offspring)}
     path = Path(task=best.path.task, components=best.path.components,
                 hparams=best.path.hparams, method_version=best.path.method_version,
                 parent=best.path.parent, parent_task=best.path.parent_task, metrics=metrics)

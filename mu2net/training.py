@@ -7,11 +7,14 @@
 * Schedule: linear warmup from lr/1000 to lr over `int(warmup_ratio * T)` steps, then cosine
   decay to lr/1000 at step T (`SearchConfig.min_lr_ratio`).
 * Budget: T = V x B steps, B = ceil(min(N_train, examples_between_validations) / batch); V
-  evenly spaced validations on a fixed validation subset. Training always runs all T steps.
+  evenly spaced validations on a fixed validation subset. The search always trains all T steps.
 * Retention: `best` starts at the same-task parent's score (-inf otherwise); after each
   validation, if score(child) >= best, the trainable components are snapshotted and best is
   raised. The child is *improved* iff a snapshot was taken; its components are then the
   snapshot.
+* Early stopping (optional, off in the search; the benchmarks' baselines use it to train to
+  convergence): `patience=P` stops after P validations in a row without a strictly higher
+  validation accuracy; the outcome then reports the steps actually trained.
 
 Keras `fit` drives the loop, so the same code runs on the TensorFlow and JAX backends, and on
 several devices inside a `mu2net.distribute.Distribution` scope (the model, optimizer, compile
@@ -179,11 +182,15 @@ def _classes() -> dict[str, type]:
         """After each validation: score it; snapshot the trainable components if >= best."""
 
         def __init__(self, score_fn: Callable[[float], float], best: float,
-                     trainable: list[str]):
+                     trainable: list[str], patience: int | None = None):
             super().__init__()
             self.score_fn = score_fn
             self.best = best
             self.trainable = trainable
+            self.patience = patience
+            self.best_quality = -math.inf
+            self.stale = 0  # validations since the accuracy last rose strictly
+            self.stopped = False
             self.curve: list[float] = []
             self.losses: list[float] = []
             self.snapshot: dict[str, dict[str, np.ndarray]] | None = None
@@ -199,6 +206,15 @@ def _classes() -> dict[str, type]:
                 layers = component_layers(self.model)
                 self.snapshot = {n: layers[n].get_params() for n in self.trainable}
                 self.best = score
+            if self.patience is None:
+                return
+            if quality > self.best_quality:
+                self.best_quality, self.stale = quality, 0
+            else:
+                self.stale += 1
+            if self.stale >= self.patience:
+                self.stopped = True
+                self.model.stop_training = True
 
     _CLASSES = {"WarmupCosine": WarmupCosine, "MomentumSGD": MomentumSGD,
                 "Retention": Retention}
@@ -259,16 +275,21 @@ def resolve_execution(execution: str, total_steps: int, replicas: int = 1) -> bo
 
 def train_model(model, train_ds, val_ds, *, budget: Budget, optimizer, trainable: list[str],
                 score_fn: Callable[[float], float], best_start: float,
-                execution: str = "auto") -> TrainOutcome:
+                execution: str = "auto", patience: int | None = None) -> TrainOutcome:
     """Train `model` for the whole budget with V validations and best-checkpoint retention.
 
     `train_ds` must yield at least T batches (repeat it); `val_ds` is the fixed subset.
     Improved iff some validation scored >= `best_start` (which is -inf for a new task).
+    `patience`: stop early once the validation accuracy has not risen strictly for that many
+    validations in a row (None: always train the whole budget, as the search does); the
+    outcome's steps and examples are those actually trained.
     """
+    if patience is not None and patience < 1:
+        raise ConfigError(f"patience={patience} is invalid: expected None or >= 1")
     replicas = active_replicas(model)
     run_eagerly = resolve_execution(execution, budget.total_steps, replicas)
     compile_model(model, optimizer, run_eagerly=run_eagerly)
-    retention = _classes()["Retention"](score_fn, best_start, list(trainable))
+    retention = _classes()["Retention"](score_fn, best_start, list(trainable), patience)
     start = time.perf_counter()
     model.fit(train_ds, steps_per_epoch=budget.steps_per_validation, epochs=budget.validations,
               validation_data=val_ds, callbacks=[retention], verbose=0, shuffle=False)
@@ -281,10 +302,12 @@ def train_model(model, train_ds, val_ds, *, budget: Budget, optimizer, trainable
         layers = component_layers(model)
         params = {n: layers[n].get_params() for n in trainable}
         quality = max(retention.curve)
+    steps = (len(retention.curve) * budget.steps_per_validation if retention.stopped
+             else budget.total_steps)
     return TrainOutcome(improved=improved, params=params, curve=list(retention.curve),
-                        quality=quality, best_score=retention.best, steps=budget.total_steps,
-                        examples=budget.examples, seconds=seconds, losses=retention.losses,
-                        replicas=replicas)
+                        quality=quality, best_score=retention.best, steps=steps,
+                        examples=steps * budget.batch_size, seconds=seconds,
+                        losses=retention.losses, replicas=replicas)
 
 
 def set_params(model, params: Mapping[str, Mapping[str, np.ndarray]]) -> None:

@@ -33,19 +33,32 @@ def test_quality_vs_finetune_smoke(tmp_path):
     run("quality_vs_finetune.py", "--smoke", "--out-dir", str(tmp_path))
     text = (tmp_path / "quality_vs_finetune.md").read_text()
     header_ok(text)
-    for row in ("| mu2Net+ (evolve) |", "| fine-tuning |", "| linear probe |", "| **mean** |"):
-        assert row in text
+    for row in ("| mu2Net+ (evolve) |", "| fine-tuning (converged, lr sweep) |",
+                "| fine-tuning (search's examples) |", "| linear probe |", "| from scratch |",
+                "| logistic regression (pixels) |", "| **mean** |", "## Done when",
+                "| cycle 1 | cycle 2 |", "## Wall time per method"):
+        assert row in text, row
+    assert text.count("PASS ") + text.count("FAIL ") == 7  # six checks and the verdict
     data = json.loads((tmp_path / "quality_vs_finetune.json").read_text())
-    assert data["seeds"] == [0, 1]
-    methods = {(r["method"], r["seed"], r["task"]) for r in data["rows"]}
-    assert len(methods) == 3 * 2 * len(data["tasks"])  # every method, seed and task once
+    assert data["seeds"] == [0, 1] and data["cycles"] == 2 and "partial" not in data
+    methods = ("mu2net", "finetune", "finetune_matched", "probe", "scratch", "logreg")
+    keys = {(r["method"], r["seed"], r["task"]) for r in data["rows"]}
+    assert keys == {(m, s, t) for m in methods for s in (0, 1) for t in data["tasks"]}
     for r in data["rows"]:
         assert 0.0 <= r["test_accuracy"] <= 1.0
         assert r["examples"] > 0 and r["flops"] > 0 and r["accounted_params"] > 0
     by_key = {(r["method"], r["seed"], r["task"]): r for r in data["rows"]}
-    for (method, seed, task), r in by_key.items():  # same budget for every method
-        if method != "mu2net":
-            assert r["examples"] <= by_key[("mu2net", seed, task)]["examples"]
+    for (method, seed, task), r in by_key.items():
+        mu = by_key[("mu2net", seed, task)]
+        if method == "mu2net":  # one record per cycle, cumulative cost
+            assert [c["cycle"] for c in r["cycles"]] == [1, 2]
+            assert r["cycles"][-1]["examples"] == r["examples"]
+            assert r["cycles"][0]["examples"] < r["cycles"][1]["examples"]
+            assert r["cycles"][-1]["test_accuracy"] == r["test_accuracy"]
+        elif method == "finetune_matched":  # the search's budget at fine-tuning's lr
+            assert r["examples"] <= mu["examples"]
+            assert r["lr"] == by_key[("finetune", seed, task)]["lr"]
+    assert set(data["method_seconds"]) == set(methods)
     assert (tmp_path / "quality_vs_finetune.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -136,6 +136,22 @@ def test_data_hparams_are_defaults_without_a_best_path_and_mutated_from_it_other
     assert 0.6 < sizes[20] / 300 < 0.95
 
 
+def test_data_hparam_mutation_uses_the_default_mu_not_the_best_paths():
+    # The best path's own `_mu_` plays no part (mu3Net's ds dict has no `_mu_`): a best path
+    # at mu 0.02 and one at mu 0.30 sample the same data hparams from the same rng, and the
+    # learned probabilities move with the default mu (0.1 in the testing config).
+    low = child_hparams(ds_image_size=16, _mu_=0.02)
+    high = child_hparams(ds_image_size=16, _mu_=0.30)
+    moved = 0
+    for seed in range(200):
+        a, fired_a = sample_ds_hparams(CONFIG, low, rng(seed))
+        b, fired_b = sample_ds_hparams(CONFIG, high, rng(seed))
+        assert (a, fired_a) == (b, fired_b)
+        moved += a["_mu_|hp:ds_image_size"] != 0.1
+    assert CONFIG.hparams.get("_mu_").default == 0.1
+    assert 0.03 < moved / 200 < 0.2  # meta-mutated with probability 0.1
+
+
 def test_add_residual_adapter_inserts_before_blocks_and_drops_those_of_removed_layers():
     h = child_hparams(num_layers=3, **{f"_mu_|add:residual_adapter_{i}": 1.0 for i in range(3)})
     assert mutate_adapters(h, FIXED, rng()) == [f"add:residual_adapter_{i}" for i in range(3)]

@@ -105,14 +105,25 @@ def test_accounted_params_amortise_shared_components():
     path_b = Path("b", shared + (head_b,), {}, "m")
     view = SystemView(SystemVersion(2, 1, root.hash, {"a": path_a.hash, "b": path_b.hash}),
                       root, {"a": path_a, "b": path_b})
-    # shared: 10 params each, used by a and b -> 5 each; own head 4 params.
-    assert view.accounted_params(path_a) == pytest.approx(10 / 2 + 10 / 2 + 4)
-    # A candidate of a third task reusing them pays a third.
+    # shared root components: 10 params each, locked by the root (an owner in mu2Net+), a
+    # and b -> a third each; own head 4 params.
+    assert view.accounted_params(path_a) == pytest.approx(10 / 3 + 10 / 3 + 4)
+    # A candidate of a third task reusing them pays a quarter.
     cand = Path("c", shared + (comp("head", "c", n=1),), {}, "m")
-    assert view.accounted_params(cand) == pytest.approx(10 / 3 * 2 + 4)
+    assert view.accounted_params(cand) == pytest.approx(10 / 4 * 2 + 4)
     assert view.total_params() == 10 + 10 + 4 + 4
     # The root's own components count once for it; shared ones split three ways.
     assert math.isclose(view.accounted_params(root), 10 / 3 * 2 + 10)
+
+
+def test_a_root_component_reused_frozen_costs_half_before_any_task_uses_it():
+    root = root_path()
+    view = SystemView(SystemVersion(0, None, root.hash, {}), root, {})
+    cand = Path("a", root.components[:1] + (comp("head", "a", n=1),), {}, "m")
+    # reused root component: the root and the task share it; a clone would cost all 10.
+    assert view.accounted_params(cand) == pytest.approx(10 / 2 + 4)
+    clone = Path("a", (comp(root.components[0].name, "a"), comp("head", "a", n=1)), {}, "m")
+    assert view.accounted_params(clone) == pytest.approx(10 + 4)
 
 
 def test_extension_round_trip_and_checks():

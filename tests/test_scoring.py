@@ -72,11 +72,12 @@ def test_path_score_divides_shared_components_among_their_users():
     cfg = ScoreConfig(scale=0.5, params_ref=100.0, flops_ref=1e9)
     flops = forward_flops(arch, hp)  # 2 * (4 patches * 48 * 4 + 4 * 2) = 1552
     assert flops == 1552
-    # alone: 196 + 10 accounted params; shared with b: 98 + 10
+    # the root counts as an owner of its components: alone (root + a): 98 + 10 accounted
+    # params; shared with b (root + a + b): 196 / 3 + 10
     assert path_score(a, only_a, arch, cfg) == pytest.approx(
-        0.9 * 0.5 ** (206 / 100) * 0.5 ** (1552 / 1e9))
-    assert path_score(a, both, arch, cfg) == pytest.approx(
         0.9 * 0.5 ** (108 / 100) * 0.5 ** (1552 / 1e9))
+    assert path_score(a, both, arch, cfg) == pytest.approx(
+        0.9 * 0.5 ** ((196 / 3 + 10) / 100) * 0.5 ** (1552 / 1e9))
     assert path_score(a, both, arch, cfg) > path_score(a, only_a, arch, cfg)
     with pytest.raises(SchemaError, match="validation_accuracy"):
         path_score(root, both, arch, cfg)

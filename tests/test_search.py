@@ -161,6 +161,7 @@ def test_iterate_mode_starts_from_the_published_path_and_clones_its_own_componen
     state = start_cycle(system, task.info, CONFIG, seed=0, run_id="r2", mode="iterate")
     published = system.paths["digits"]
     assert [c.path for c in state.population] == [published] and state.cycle == 1
+    assert state.population[0].offspring == published.metrics["offspring"] >= 1
     state, specs = plan_generation(state, system, CONFIG)
     first = specs[0]
     assert first.parent == published.hash and first.parent_score == state.population[0].score
@@ -245,6 +246,40 @@ def test_uniform_parent_selection_over_all_tasks_and_the_root_for_a_new_task():
     assert set(counts) == {ROOT_TASK, "letters", "shapes"}
     for task in counts:
         assert counts[task] / 600 == pytest.approx(1 / 3, abs=0.06)
+
+
+def test_uniform_fallback_includes_the_tasks_own_unpublished_population():
+    # decay selection passes over a member with many offspring (0.5 ** 60), so every child
+    # falls back to the uniform choice: the root, letters, or the task's own member.
+    own = Candidate(_fake_path("digits", {"opt_lr": 0.02}, accuracy=0.7), 0.7, 60)
+    system = _system(_fake_path("letters"))
+    counts = Counter()
+    for seed in range(300):
+        state, specs = plan_generation(_state([own], seed), system, CONFIG)
+        for spec in specs:
+            counts[spec.parent_task] += 1
+            if spec.parent == own.path.hash:  # a same-task parent: the child must beat it
+                assert spec.parent_score == own.score
+        assert state.population[0].offspring == 60 + sum(
+            spec.parent == own.path.hash for spec in specs)
+    assert set(counts) == {ROOT_TASK, "letters", "digits"}
+    for task in counts:
+        assert counts[task] / 600 == pytest.approx(1 / 3, abs=0.06)
+
+
+def test_offspring_counts_persist_from_one_cycle_to_the_next():
+    published = Path("digits", _fake_path("digits").components, _fake_path("digits").hparams,
+                      CONFIG.method_version, metrics={"validation_accuracy": 0.8, "offspring": 3,
+                                                      "num_cycles": 2})
+    system = _system(published, _fake_path("letters"))
+    state = start_cycle(system, _state().task_info, CONFIG, seed=0, run_id="r", mode="iterate")
+    assert state.population[0].offspring == 3 and state.cycle == 2
+    # taken by decay selection with probability 0.5 ** 3, not 1 as for a fresh path
+    firsts = Counter(plan_generation(start_cycle(system, _state().task_info, CONFIG, seed=s,
+                                                 run_id="r", mode="iterate"),
+                                     system, CONFIG)[1][0].parent == published.hash
+                     for s in range(300))
+    assert firsts[True] / 300 == pytest.approx(0.125 + 0.875 / 3, abs=0.07)
 
 
 def test_generation_shares_data_hparams_and_data_seed_and_plans_are_reproducible():

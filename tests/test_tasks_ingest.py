@@ -36,7 +36,7 @@ def test_ingest_writes_metadata_and_loads_back(tmp_path):
     meta = doc["task_info"]
     assert meta["name"] == "digits" and meta["num_classes"] == 10
     assert meta["class_names"] == [str(i) for i in range(10)]
-    assert meta["split_sizes"] == {"train": 1365, "validation": 72, "test": 360}
+    assert meta["split_sizes"] == {"train": 1078, "validation": 359, "test": 360}
     assert meta["image_shape"] == [8, 8, 1] and meta["content_hash"] == info.content_hash
     assert all((folder / f).is_file() for split in SPLITS for f in doc["files"][split])
     task = load_prepared(folder)

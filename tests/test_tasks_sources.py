@@ -13,7 +13,7 @@ from PIL import Image
 
 from mu2net.errors import TaskError
 from mu2net.schema import SPLITS
-from mu2net.tasks.prepare import build_task, carve_missing_splits
+from mu2net.tasks.prepare import build_task, carve_missing_splits, validation_size
 from mu2net.tasks.sources import load_source, parse_spec
 from mu2net.tasks.suite import load_suite_task
 
@@ -143,8 +143,8 @@ def test_tfds_folder_loads_back_with_carved_validation(tfds_dir, digits):
     task = load_source("tfds:sk_digits:1.0.0", data_dir=str(data_dir))
     assert task.info.name == "sk_digits" and task.info.source == "tfds:sk_digits:1.0.0"
     assert task.info.class_names == digits.info.class_names
-    assert dict(task.info.split_sizes) == {"train": 1365, "validation": 72, "test": 360}
-    assert "validation = train[0:5%]" in task.info.description
+    assert dict(task.info.split_sizes) == {"train": 1078, "validation": 359, "test": 360}
+    assert "validation = train[0:359]" in task.info.description
     # Same examples as written (TFDS stores them in its own shuffled order).
     np.testing.assert_equal(_pairs(*digits.arrays("test")), _pairs(*task.arrays("test")))
     got = [np.concatenate([task.arrays(s)[i] for s in ("validation", "train")]) for i in (0, 1)]
@@ -197,7 +197,7 @@ def test_imagefolder_with_split_folders(tmp_path, mnist):
     task = load_source(f"imagefolder:{root}")
     assert task.info.name == "digit_tree"
     assert task.info.class_names == ("digit_0", "digit_1", "digit_2")
-    assert dict(task.info.split_sizes) == {"train": 57, "validation": 3, "test": 15}
+    assert dict(task.info.split_sizes) == {"train": 45, "validation": 15, "test": 15}
     assert task.info.image_shape == (28, 28, 1)
     # Images and labels are the files written, labelled by folder.
     images, labels = mnist.arrays("train")
@@ -214,8 +214,9 @@ def test_imagefolder_flat_layout_carves_test_and_validation(tmp_path, mnist):
     root = _tree(tmp_path / "flat", mnist, per_class=20)
     task = load_source(f"imagefolder:{root}", name="flat_digits")
     assert task.info.name == "flat_digits"
-    assert dict(task.info.split_sizes) == {"train": 54, "validation": 3, "test": 3}
+    assert dict(task.info.split_sizes) == {"train": 43, "validation": 14, "test": 3}
     assert "test = train[0:5%]" in task.info.description
+    assert "validation = train[3:17]" in task.info.description
 
 
 def test_imagefolder_from_gs(tmp_path, mnist, gcs):
@@ -307,13 +308,40 @@ def test_single_class_in_train_is_refused(digits):
         build_task("d", splits, ["a", "b"], source="test")
 
 
-def test_carving_follows_method_5_5(digits):
+def test_carving_slices_test_then_validation(digits):
+    """Test = train[0:5%] (method.md §5.5); validation = the next 10-25% of what is left."""
     x, y = digits.arrays("train")
     out, notes = carve_missing_splits({"train": (x[:100], y[:100])})
     np.testing.assert_array_equal(out["test"][0], x[0:5])
-    np.testing.assert_array_equal(out["validation"][0], x[5:10])
-    np.testing.assert_array_equal(out["train"][0], x[10:100])
-    assert notes == ["test = train[0:5%]", "validation = train[5:10%]"]
+    np.testing.assert_array_equal(out["validation"][0], x[5:28])  # 25% of the 95 left
+    np.testing.assert_array_equal(out["train"][0], x[28:100])
+    assert notes[0] == "test = train[0:5%]"
+    assert notes[1].startswith("validation = train[5:28] (23 of the 95 left")
     out, notes = carve_missing_splits({"train": (x[:100], y[:100]), "test": (x[:3], y[:3])})
-    np.testing.assert_array_equal(out["validation"][0], x[0:5])
-    assert len(out["train"][1]) == 95 and notes == ["validation = train[0:5%]"]
+    np.testing.assert_array_equal(out["validation"][0], x[0:25])
+    np.testing.assert_array_equal(out["test"][0], x[:3])  # a given split is kept
+    assert len(out["train"][1]) == 75 and notes[0].startswith("validation = train[0:25]")
+
+
+@pytest.mark.parametrize("pool, expected", [
+    (1_000, 250),  # 500 capped at 25% (the old 5% rule gave 50)
+    (4_000, 500),  # 500, between 10% and 25% (old: 200)
+    (10_000, 1_000),  # 10% floor above 500 (old: 500)
+])
+def test_validation_is_500_clamped_to_10_to_25_percent(pool, expected):
+    x = np.zeros((pool, 1, 1, 1), np.uint8)
+    y = np.arange(pool) % 2
+    out, _ = carve_missing_splits({"train": (x, y), "test": (x[:1], y[:1])})
+    assert validation_size(pool) == expected
+    assert len(out["validation"][1]) == expected
+    assert len(out["train"][1]) == pool - expected
+    np.testing.assert_array_equal(out["validation"][1], y[:expected])
+
+
+def test_source_validation_split_is_kept(digits):
+    x, y = digits.arrays("train")
+    out, notes = carve_missing_splits({"train": (x[:100], y[:100]),
+                                       "validation": (x[100:110], y[100:110])})
+    np.testing.assert_array_equal(out["validation"][0], x[100:110])
+    np.testing.assert_array_equal(out["train"][0], x[5:100])
+    assert notes == ["test = train[0:5%]"]

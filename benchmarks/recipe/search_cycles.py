@@ -1,0 +1,55 @@
+"""The search alone on suite tasks, cycle by cycle, from the shipped cpu_demo root: every
+child's parent, mutations, validation accuracy and seconds, and the committed test accuracy.
+
+Run: .venv/bin/python benchmarks/recipe/search_cycles.py mnist_5k 2   # tasks (comma), cycles
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+from mu2net.blobs import DirBlobs
+from mu2net.config import get_config
+from mu2net.root import cached_pretrained_root
+from mu2net.search import evolve
+from mu2net.store import open_store
+from mu2net.store.versioned import config_scorer
+from mu2net.tasks.suite import ROOT_TASK_NAME, load_suite_task
+
+
+def main() -> None:
+    tasks, cycles = sys.argv[1].split(","), int(sys.argv[2])
+    config = get_config("cpu_demo")
+    root, blobs, _ = cached_pretrained_root(config, load_suite_task(ROOT_TASK_NAME))
+    tmp = tempfile.mkdtemp()
+    store = open_store(os.path.join(tmp, "store"), cache_dir=None)
+    store.init(root, DirBlobs(os.path.join(tmp, "root")).put_all(blobs), {})
+    for name in tasks:
+        task = load_suite_task(name)
+        for cycle in range(cycles):
+            start = time.perf_counter()
+            workdir = os.path.join(tmp, f"{name}-{cycle}")
+            ext = evolve(store.load_system(), task, config, store, seed=0,
+                         run_id=f"recipe-{name}-{cycle}", workdir=workdir,
+                         mode="onboard" if cycle == 0 else "iterate")
+            store.commit(ext, scorer=config_scorer(config))
+            metrics = store.load_system().paths[name].metrics
+            print(f"{name} cycle {cycle + 1}: test {metrics['test_accuracy']:.4f}, validation "
+                  f"{metrics['validation_accuracy']:.4f}, {time.perf_counter() - start:.0f} s",
+                  flush=True)
+            with open(os.path.join(workdir, "state.json")) as fh:
+                for h in json.load(fh)["history"]:
+                    print(f"  gen {h['generation']} child {h['index']} parent {h['parent_task']}"
+                          f" kept {h['improved']} val {h['validation_accuracy']:.3f} "
+                          f"{h['train_seconds']:.0f} s {h['mutations']}", flush=True)
+    system = store.load_system()
+    for name, path in system.paths.items():
+        print(f"{name}: accounted {system.accounted_params(path):,.0f}, new "
+              f"{sum(c.num_params for c in path.components if c.creator == name):,}")
+    print(f"total params {system.total_params():,}")
+
+
+if __name__ == "__main__":
+    main()
