@@ -64,10 +64,13 @@ def today() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def header(title: str) -> str:
-    """`# title` then revision, date, machine and command lines."""
-    return (f"# {title}\n\nRevision {git_revision()}, {today()}; machine: {machine()}.\n"
-            f"Command: `{command()}`\n")
+def header(title: str, recorded: dict | None = None) -> str:
+    """`# title` then revision, date, machine and command lines: those `recorded` with a run
+    (so a report re-rendered from its JSON names the run, not the re-rendering), else now."""
+    rec = recorded or {"revision": git_revision(), "date": today(), "machine": machine(),
+                       "command": command()}
+    return (f"# {title}\n\nRevision {rec['revision']}, {rec['date']}; machine: "
+            f"{rec['machine']}.\nCommand: `{rec['command']}`\n")
 
 
 def write(path: str, text: str) -> None:

@@ -651,12 +651,24 @@ def done_when(data: dict[str, Any]) -> list[tuple[str, bool, str]]:
     return checks
 
 
+def _per_task_table(tasks: list[str], methods: tuple[str, ...],
+                    values: Callable[[str, str | None], list[float]]) -> list[str]:
+    """Markdown rows: one per task and a mean row (task None), mean ± CI per method."""
+    lines = ["| task | " + " | ".join(SHORT[m] for m in methods) + " |",
+             "|---|" + "---:|" * len(methods)]
+    for task in [*tasks, None]:
+        cells = [common.fmt_ci(values(m, task)) for m in methods]
+        lines.append(f"| {task or '**mean**'} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def report(data: dict[str, Any], png_name: str) -> str:
     seeds, tasks = data["seeds"], data["tasks"]
     summ = summary(data)
     root, search, base = data["root"], data["search"], data["baselines"]
     lines = [common.header("Quality versus size and compute: mu2Net+ vs fine-tuning, linear "
-                           "probe, training from scratch and logistic regression"), ""]
+                           "probe, training from scratch and logistic regression",
+                           data.get("header")), ""]
     overrides = {k: v for k, v in data["overrides"].items() if v}
     labels = {"opt_lr_default": "hparams.opt_lr.default"}
     changed = (" with " + ", ".join(f"{labels.get(k, 'search.' + k)}={v}"
@@ -730,19 +742,11 @@ def report(data: dict[str, Any], png_name: str) -> str:
     lines.append("")
     lines.append("## Per task: test accuracy %")
     lines.append("")
-    lines.append("| task | " + " | ".join(SHORT[m] for m in METHODS) + " |")
-    lines.append("|---|" + "---:|" * len(METHODS))
-    for task in [*tasks, None]:
-        cells = [common.fmt_ci(accuracies(data, m, task)) for m in METHODS]
-        lines.append(f"| {task or '**mean**'} | " + " | ".join(cells) + " |")
+    lines += _per_task_table(tasks, METHODS, lambda m, task: accuracies(data, m, task))
     lines.append("")
     lines.append("## Per task: mu2Net+ − baseline (paired, points)")
     lines.append("")
-    lines.append("| task | " + " | ".join(SHORT[m] for m in BASELINES) + " |")
-    lines.append("|---|" + "---:|" * len(BASELINES))
-    for task in [*tasks, None]:
-        cells = [common.fmt_ci(diffs(data, m, task)) for m in BASELINES]
-        lines.append(f"| {task or '**mean**'} | " + " | ".join(cells) + " |")
+    lines += _per_task_table(tasks, BASELINES, lambda m, task: diffs(data, m, task))
     lines.append("")
     lines.append("## mu2Net+ per search cycle (mean over seeds)")
     lines.append("")
@@ -812,13 +816,19 @@ def report(data: dict[str, Any], png_name: str) -> str:
                  "the sweeps' validation accuracies and every cycle) are in the `.json` file next "
                  "to this one.")
     lines.append("")
-    lines.append("## Wall time per method (whole run, all seeds)")
+    workers = len(data.get("worker_seconds", {})) or 1
+    lines.append("## Time per method (whole run, all seeds)")
     lines.append("")
-    lines.append("| method | minutes | share |")
+    lines.append(f"Minutes spent in each method, summed over the {workers} worker process(es) "
+                 f"that ran the seeds side by side ({data.get('threads', 'default')} "
+                 f"thread(s) each); the whole run took {data['total_seconds'] / 60:.1f} "
+                 "minutes of wall time.")
+    lines.append("")
+    lines.append("| method | minutes (summed over workers) | share |")
     lines.append("|---|---:|---:|")
-    total = data["total_seconds"]
-    wall = {**data["method_seconds"], "root": root["seconds"]}
-    for method, seconds in wall.items():
+    spent = {**data["method_seconds"], "root": root["seconds"]}
+    total = sum(spent.values())
+    for method, seconds in spent.items():
         lines.append(f"| {SHORT.get(method, method)} | {seconds / 60:.1f} | "
                      f"{seconds / total * 100:.0f} % |")
     lines.append(f"| **total** | {total / 60:.1f} | 100 % |")
@@ -830,6 +840,7 @@ def plot(data: dict[str, Any], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     summ = summary(data)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -844,6 +855,7 @@ def plot(data: dict[str, Any], path: str) -> None:
                         color=COLORS[method], alpha=0.4)
     for ax in axes:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no overlapping labels
         ax.set_ylabel("mean test accuracy % (95 % CI over seeds)")
         ax.grid(alpha=0.3)
     axes[0].set_xlabel(f"parameters of the deployed set ({len(data['tasks'])} tasks)")

@@ -285,7 +285,8 @@ def _hparam_space(*, mu: float, num_layers: int, max_layers: int, image_size: in
 
 
 def testing() -> Config:
-    """A tiny ViT and budgets of a few hundred examples: for tests only (seconds per child)."""
+    """A tiny ViT and budgets of a few hundred examples: for tests only (seconds per child).
+    Its population cap is 4 instead of the paper's 16 so that tests reach the cap."""
     arch = ArchitectureConfig(image_size=16, patch_size=4, hidden_size=16, num_layers=2,
                               num_heads=2, mlp_dim=32, max_layers=3)
     return Config(
@@ -321,7 +322,9 @@ def cpu_demo() -> Config:
       generations per cycle, 2 cycles per onboarding (`onboard_cycles`). On MNIST-5k from
       the same root, 4 validations x 3 generations reached 89.0 % / 90.1 % test after cycles
       1 / 2, 8 validations x 2 generations 92.1 % / 93.9 % (fewer, longer-trained children
-      keep the lineage training longer for the same examples).
+      keep the lineage training longer for the same examples). Over 3 seeds cycles 1-4 give
+      85.7 / 94.1 / 95.2 / 95.1 % on MNIST-5k: a third cycle would pay, a fourth not; 2 keeps
+      the 5-task x 3-seed quality benchmark at 57 minutes (3 would take about 75).
     * Defaults where the children of the root start: `opt_lr` 0.1 (the paper: 0.01) and
       `ds_area_range_min` 0.5, i.e. crop augmentation on by default as in mu2Net (mu2Net+
       defaults to none): fine-tuning MNIST-5k 30 epochs from the root reached 91.2 % at lr

@@ -127,3 +127,15 @@ def random_root_store(folder, config, seed: int = 0):
     root, blobs = build_root(config, "random", seed=seed)
     store.init(root, DirBlobs(str(folder)).put_all(blobs), {"source": "test"})
     return store
+
+
+def random_image_batches(n: int = 64, size: int = 16, classes: int = 5, batch: int = 16):
+    """(endless training batches, one-pass validation batches) of the same seeded random
+    images and labels: for training-loop tests that need data, not a task."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (n, size, size, 3)).astype(np.float32)
+    y = rng.integers(0, classes, n).astype(np.int32)
+    return (tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(batch),
+            tf.data.Dataset.from_tensor_slices((x, y)).batch(2 * batch))

@@ -36,7 +36,7 @@ def test_quality_vs_finetune_smoke(tmp_path):
     for row in ("| mu2Net+ (evolve) |", "| fine-tuning (converged, lr sweep) |",
                 "| fine-tuning (search's examples) |", "| linear probe |", "| from scratch |",
                 "| logistic regression (pixels) |", "| **mean** |", "## Done when",
-                "| cycle 1 | cycle 2 |", "## Wall time per method"):
+                "| cycle 1 | cycle 2 |", "## Time per method"):
         assert row in text, row
     assert text.count("PASS ") + text.count("FAIL ") == 7  # six checks and the verdict
     data = json.loads((tmp_path / "quality_vs_finetune.json").read_text())

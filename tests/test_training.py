@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
+from mu2net_helpers import random_image_batches
 
 from mu2net.config import get_config
 from mu2net.errors import ConfigError
@@ -18,19 +18,13 @@ ARCH = CONFIG.architecture
 
 
 def train(patience, lr=0.0, validations=5):
-    import tensorflow as tf
-
     from mu2net.training import Budget, make_optimizer, train_model
 
     h = {**CONFIG.hparams.defaults(), "num_classes": 5, "adapter_layers": []}
     names = component_names(h)
     params = {n: init_component(n, ARCH, h, i) for i, n in enumerate(names)}
     model = build_model(ARCH, h, params, trainable=names)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (64, 16, 16, 3)).astype(np.float32)
-    y = rng.integers(0, 5, 64).astype(np.int32)
-    train_ds = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(16)
-    val_ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    train_ds, val_ds = random_image_batches()
     budget = Budget(16, 2, validations)
     optimizer = make_optimizer({**h, "opt_lr": lr}, budget.total_steps, CONFIG)
     outcome = train_model(model, train_ds, val_ds, budget=budget, optimizer=optimizer,

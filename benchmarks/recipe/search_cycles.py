@@ -1,7 +1,7 @@
 """The search alone on suite tasks, cycle by cycle, from the shipped cpu_demo root: every
 child's parent, mutations, validation accuracy and seconds, and the committed test accuracy.
 
-Run: .venv/bin/python benchmarks/recipe/search_cycles.py mnist_5k 2   # tasks (comma), cycles
+Run: .venv/bin/python benchmarks/recipe/search_cycles.py mnist_5k 2 [SEED]  # tasks, cycles
 """
 
 import json
@@ -21,6 +21,7 @@ from mu2net.tasks.suite import ROOT_TASK_NAME, load_suite_task
 
 def main() -> None:
     tasks, cycles = sys.argv[1].split(","), int(sys.argv[2])
+    seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     config = get_config("cpu_demo")
     root, blobs, _ = cached_pretrained_root(config, load_suite_task(ROOT_TASK_NAME))
     tmp = tempfile.mkdtemp()
@@ -31,7 +32,7 @@ def main() -> None:
         for cycle in range(cycles):
             start = time.perf_counter()
             workdir = os.path.join(tmp, f"{name}-{cycle}")
-            ext = evolve(store.load_system(), task, config, store, seed=0,
+            ext = evolve(store.load_system(), task, config, store, seed=seed,
                          run_id=f"recipe-{name}-{cycle}", workdir=workdir,
                          mode="onboard" if cycle == 0 else "iterate")
             store.commit(ext, scorer=config_scorer(config))
