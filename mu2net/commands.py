@@ -96,9 +96,12 @@ def _package(args: argparse.Namespace) -> str:
 
 
 def _run_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's parameters: `--param` pairs, then the named flags (`--store-uri` before
+    `--store`, which was the only one read before: `--store-uri` was parsed and ignored)."""
     params = _params(args.param)
+    store_uri = args.store_uri if args.store_uri is not None else args.store
     for name, value in (("task_spec", getattr(args, "task_spec", None)), ("mode", args.mode),
-                        ("store_uri", args.store), ("seed", args.seed)):
+                        ("store_uri", store_uri), ("seed", args.seed)):
         if value is not None:
             params[name] = value
     return params

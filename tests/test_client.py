@@ -150,3 +150,19 @@ def test_package_info_reads_name_images_and_inputs(package):
     assert "task_spec" in info["inputs"]
     assert client.package_code_version(package) == "0.3.0-g1234"
     assert json.dumps(info)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--store-uri", "gs://b/other"], "gs://b/other"),
+    (["--store", "gs://b/store"], "gs://b/store"),
+    (["--store", "gs://b/store", "--store-uri", "gs://b/other"], "gs://b/other"),
+])
+def test_cli_submit_sends_the_store_uri_it_is_given(package, flags, expected, capsys):
+    from mu2net.cli import main
+
+    with FakeKfpApi() as api:
+        main(["submit", "--host", api.host, "--package", package, "--task", "demo:digits",
+              *flags])
+    run = api.calls("POST", "/apis/v2beta1/runs")[0].body
+    assert run["runtime_config"]["parameters"]["store_uri"] == expected
+    assert "run run-1" in capsys.readouterr().out
