@@ -87,6 +87,29 @@ def test_rbac_is_read_only_and_names_no_wildcards():
     assert not [d for d in objects if d[0] in ("ClusterRole", "ClusterRoleBinding")]
 
 
+VENDORED_RENDER = ROOT.parent / "shared" / "vendor" / "render-offline.sh"
+
+
+@pytest.mark.skipif(not VENDORED_RENDER.exists(),
+                    reason="../shared/vendor (the exact upstream KFP 2.17.0 manifests) is absent")
+def test_kfp_overlay_renders_against_the_real_kfp_base_and_validates_strictly():
+    # The offline stand-ins cannot see a clash with the real base (the component once added a
+    # second kfp-launcher ConfigMap: "may not add resource with an already registered id"),
+    # so render manifests/kfp against the vendored upstream 2.17.0 and Argo v4.0.5 files.
+    out = subprocess.run(["bash", str(VENDORED_RENDER), str(MANIFESTS / "kfp")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr.strip()[-2000:]
+    docs = [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    validate_all(docs)
+    launchers = [d for d in docs if (d["kind"], d["metadata"]["name"]) ==
+                 ("ConfigMap", "kfp-launcher")]
+    assert len(launchers) == 1
+    assert launchers[0]["data"]["defaultPipelineRoot"].startswith("gs://")
+    assert launchers[0]["metadata"]["labels"]["app.kubernetes.io/part-of"] == "mu2net"
+    runner = by_kind(docs)[("ServiceAccount", "pipeline-runner")]
+    assert "iam.gke.io/gcp-service-account" in runner["metadata"]["annotations"]
+
+
 def test_a_malformed_manifest_fails_validation(tmp_path):
     copy = tmp_path / "manifests"
     shutil.copytree(MANIFESTS / "components", copy / "components")
