@@ -7,12 +7,16 @@ ARG KFP_VERSION=2.17.3
 ARG TF_VERSION=2.21.0
 ARG CODE_VERSION=dev
 
+# LD_LIBRARY_PATH / PATH: GKE mounts the NVIDIA driver under /usr/local/nvidia and sets no
+# variables; without them TensorFlow finds no libcuda and trains on the CPU without a word.
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     KERAS_BACKEND=tensorflow \
-    MU2NET_CODE_VERSION=${CODE_VERSION}
+    MU2NET_CODE_VERSION=${CODE_VERSION} \
+    LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib \
+    PATH=/usr/local/nvidia/bin:${PATH}
 
 COPY images/requirements.txt /tmp/requirements.txt
 RUN pip install -r /tmp/requirements.txt \

@@ -101,7 +101,8 @@ def _run_params(args: argparse.Namespace) -> dict[str, Any]:
     params = _params(args.param)
     store_uri = args.store_uri if args.store_uri is not None else args.store
     for name, value in (("task_spec", getattr(args, "task_spec", None)), ("mode", args.mode),
-                        ("store_uri", store_uri), ("seed", args.seed)):
+                        ("store_uri", store_uri), ("seed", args.seed),
+                        ("data_dir", args.data_dir)):
         if value is not None:
             params[name] = value
     return params
@@ -554,6 +555,9 @@ def _deploy_args(p: argparse.ArgumentParser, *, compile_only: bool = False) -> N
         p.add_argument("--seed", type=int, default=None)
         p.add_argument("--store-uri", dest="store_uri", default=None,
                        help="the run's store_uri parameter (default: the compiled default)")
+        p.add_argument("--data-dir", dest="data_dir", default=None,
+                       help="the run's data_dir: where tfds: sources read prepared data, e.g. "
+                            "a gs:// folder of TFDS datasets (ingestion never downloads)")
     p.add_argument("--config", default="gpu", choices=CONFIG_NAMES)
     p.add_argument("--target", default="gpu", choices=TARGETS)
     p.add_argument("--image", help="training image (default: <registry>/mu2net-<target>:<code "

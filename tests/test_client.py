@@ -166,3 +166,13 @@ def test_cli_submit_sends_the_store_uri_it_is_given(package, flags, expected, ca
     run = api.calls("POST", "/apis/v2beta1/runs")[0].body
     assert run["runtime_config"]["parameters"]["store_uri"] == expected
     assert "run run-1" in capsys.readouterr().out
+
+
+def test_cli_submit_passes_a_data_dir_for_tfds_sources(package):
+    from mu2net.cli import main
+
+    with FakeKfpApi() as api:
+        main(["submit", "--host", api.host, "--package", package, "--task", "tfds:cifar10",
+              "--data-dir", "gs://b/tensorflow_datasets"])
+    params = api.calls("POST", "/apis/v2beta1/runs")[0].body["runtime_config"]["parameters"]
+    assert params == {"task_spec": "tfds:cifar10", "data_dir": "gs://b/tensorflow_datasets"}

@@ -155,3 +155,10 @@ def test_compiled_pipelines_reference_the_built_images(target, tmp_path):
     # the commit records the same code version
     commit = spec["root"]["dag"]["tasks"]["close-and-commit"]["inputs"]["parameters"]
     assert commit["code_version"]["runtimeValue"]["constant"] == tag
+
+
+def test_gpu_image_finds_the_driver_gke_mounts():
+    # GKE mounts the NVIDIA driver under /usr/local/nvidia and sets no environment variables
+    env = re.search(r"^ENV (.*?)(?=^\S)", dockerfile("gpu"), re.M | re.S).group(1)
+    assert "LD_LIBRARY_PATH=/usr/local/nvidia/lib64" in env
+    assert "/usr/local/nvidia/bin" in env

@@ -189,6 +189,8 @@ def test_gcloud_script_creates_the_same_pools():
     assert "type=nvidia-l4\\,count=1" in creates["gpu-l4"]
     assert "--machine-type=ct5lp-hightpu-4t" in creates["tpu-v5e"]
     assert "--workload-pool=proj.svc.id.goog" in out
+    # Google Groups for RBAC, or the operators' RoleBinding to a group does nothing
+    assert "--security-group=gke-security-groups@example.com" in out
     assert "proj.svc.id.goog\\[kubeflow/pipeline-runner\\]" in out
     assert "proj.svc.id.goog\\[kubeflow/ml-pipeline-ui\\]" in out
     # without PROJECT_ID the script refuses to run

@@ -4,7 +4,8 @@
 # (preemptions are what the pipeline's retries are for), Google service accounts for the
 # pipeline pods and the UI, and the bucket holding the store and the pipeline root.
 #
-#   PROJECT_ID=my-proj ZONE=us-central1-a manifests/gke/setup.sh          # run it
+#   PROJECT_ID=my-proj ZONE=us-central1-a SECURITY_GROUP=gke-security-groups@my-domain.com \
+#     manifests/gke/setup.sh                                               # run it
 #   DRY_RUN=1 PROJECT_ID=my-proj manifests/gke/setup.sh                      # print the commands
 #
 # Node labels the pipeline selects on (set by GKE): cloud.google.com/gke-accelerator=nvidia-l4;
@@ -19,6 +20,9 @@ CLUSTER="${CLUSTER:-mu2net}"
 BUCKET="${BUCKET:-${PROJECT_ID}-mu2net}"
 GPU_MAX="${GPU_MAX:-4}"                 # children_per_generation of the gpu config
 TPU_MAX="${TPU_MAX:-4}"                 # children_per_generation of the tpu config
+# Google Groups for RBAC: the operators' RoleBinding (manifests/components/mu2net/rbac.yaml)
+# names a Google group, which GKE only resolves when the cluster is created with this group.
+SECURITY_GROUP="${SECURITY_GROUP:-gke-security-groups@example.com}"
 
 run() {
   if [[ "${DRY_RUN:-0}" == 1 ]]; then printf '%q ' "$@"; echo; else "$@"; fi
@@ -26,7 +30,8 @@ run() {
 
 run gcloud container clusters create "$CLUSTER" --project="$PROJECT_ID" --location="$ZONE" \
   --workload-pool="${PROJECT_ID}.svc.id.goog" --machine-type=e2-standard-8 \
-  --num-nodes=1 --enable-autoscaling --min-nodes=1 --max-nodes=3 --release-channel=regular
+  --num-nodes=1 --enable-autoscaling --min-nodes=1 --max-nodes=3 --release-channel=regular \
+  --security-group="$SECURITY_GROUP"
 
 run gcloud container node-pools create gpu-l4 --project="$PROJECT_ID" --cluster="$CLUSTER" \
   --location="$ZONE" --machine-type=g2-standard-8 \
