@@ -426,16 +426,14 @@ def make_root(config, args: argparse.Namespace) -> tuple[Any, dict[str, bytes], 
         metrics: dict[str, Any] = {"source": "random_init:0"}
     elif args.root_examples is not None:
         root, blobs, metrics = pretrain_root(  # the config's recipe, as the cached root
-            config, load_suite_task(ROOT_TASK_NAME), seed=0, examples=args.root_examples,
-            lr=getattr(config, "root_pretrain_lr", 1e-3),
-            batch_size=getattr(config, "root_pretrain_batch_size", 0) or None)
+            config, load_suite_task(ROOT_TASK_NAME), seed=0, examples=args.root_examples)
     else:
-        from mu2net.root import cached_pretrained_root, root_cache_file
+        from mu2net.root import cached_pretrained_root, root_cache_file, root_cache_hit
 
         kwargs = {"cache_dir": args.root_cache_dir} if args.root_cache_dir else {}
         task = load_suite_task(ROOT_TASK_NAME)
         cache_file = root_cache_file(config, task.info, seed=0, **kwargs)
-        cached = os.path.exists(cache_file)
+        cached = root_cache_hit(cache_file)
         root, blobs, metrics = cached_pretrained_root(config, task, seed=0, **kwargs)
         inside = os.path.abspath(cache_file).startswith(common.REPO + os.sep)
         metrics = {**metrics, "cache_file": (os.path.relpath(cache_file, common.REPO) if inside

@@ -250,6 +250,16 @@ def _cycles_arg(p: argparse.ArgumentParser) -> None:
                         "(default: the config's onboard_cycles)")
 
 
+def _pretrain_args(p: argparse.ArgumentParser) -> None:
+    """The options of a pretrained root (`init --root pretrain:...`, `root build`)."""
+    p.add_argument("--config", default="cpu_demo", choices=CONFIG_NAMES)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default="")
+    p.add_argument("--examples", type=int, default=0,
+                   help="pretraining examples (default: the config's root_pretrain_examples)")
+    _root_cache_arg(p)
+
+
 def _root_cache_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root-cache", default="", metavar="DIR",
                    help="folder of pretrained roots (default: the repository's roots/)")
@@ -317,7 +327,12 @@ def _pretrained_root(config: Any, spec: str, args: argparse.Namespace
                      ) -> tuple[Any, dict[str, bytes], dict[str, Any], str]:
     """(root, blobs, metrics, cache file) of a root pretrained on `spec`, from the root cache
     when it holds one with this recipe (`--examples` overrides the config's and the key)."""
-    from mu2net.root import ROOT_CACHE_DIR, cached_pretrained_root, root_cache_file
+    from mu2net.root import (
+        ROOT_CACHE_DIR,
+        cached_pretrained_root,
+        root_cache_file,
+        root_cache_hit,
+    )
     from mu2net.tasks.sources import load_source
 
     examples = getattr(args, "examples", 0) or 0
@@ -329,7 +344,7 @@ def _pretrained_root(config: Any, spec: str, args: argparse.Namespace
     cache_dir = getattr(args, "root_cache", None) or ROOT_CACHE_DIR
     task = load_source(spec, data_dir=getattr(args, "data_dir", "") or None)
     file_path = root_cache_file(config, task.info, seed=args.seed, cache_dir=cache_dir)
-    if os.path.exists(file_path) and os.path.exists(file_path[:-4] + ".json"):
+    if root_cache_hit(file_path):
         _say(f"reusing the pretrained root {file_path}")
     else:
         _say(f"pretraining the root on {task.info.name} ({task.info.split_sizes['train']} "
@@ -613,24 +628,14 @@ def register(sub: Any) -> None:
     p = add("init", help="create system version 0 (the root model) in a store")
     p.add_argument("--store", required=True)
     p.add_argument("--root", required=True, help="random | npz:URI | pretrain:SPEC")
-    p.add_argument("--config", default="cpu_demo", choices=CONFIG_NAMES)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default="")
-    p.add_argument("--examples", type=int, default=0,
-                   help="pretraining examples (default: the config's root_pretrain_examples)")
-    _root_cache_arg(p)
+    _pretrain_args(p)
     p.set_defaults(func=_cmd_init)
 
     p = add("root", help="build the config's pretrained root once, into the root cache")
     p.add_argument("action", choices=("build",))
-    p.add_argument("--config", default="cpu_demo", choices=CONFIG_NAMES)
     p.add_argument("--task", default="",
                    help="pretraining task source (default: the config's root_task)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default="")
-    p.add_argument("--examples", type=int, default=0,
-                   help="pretraining examples (default: the config's root_pretrain_examples)")
-    _root_cache_arg(p)
+    _pretrain_args(p)
     p.set_defaults(func=_cmd_root)
 
     p = add("status", help="the system's tasks, accuracies, scores and parameters")

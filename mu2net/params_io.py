@@ -58,17 +58,23 @@ def params_sha256(params: Params) -> str:
     return sha256_bytes(params_to_npz_bytes(params))
 
 
+def write_file_atomic(file_path: str, data: bytes) -> None:
+    """Write `data` to a temporary file beside `file_path`, then move it into place: a reader
+    (or a retried step) finds the whole file or none."""
+    os.makedirs(os.path.dirname(file_path) or ".", exist_ok=True)
+    tmp = f"{file_path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, file_path)
+
+
 def write_params(params: Params, out_dir: str) -> tuple[str, str]:
     """Write `<out_dir>/<sha256>.npz` (atomically, idempotent); returns (sha256, file path)."""
     data = params_to_npz_bytes(params)
     digest = sha256_bytes(data)
-    os.makedirs(out_dir, exist_ok=True)
     target = os.path.join(out_dir, f"{digest}.npz")
     if not os.path.exists(target):
-        tmp = f"{target}.tmp{os.getpid()}"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)  # a retried step finds a complete file or none
+        write_file_atomic(target, data)  # a retried step finds a complete file or none
     return digest, target
 
 

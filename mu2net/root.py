@@ -50,6 +50,7 @@ from mu2net.params_io import (
     param_shapes,
     params_to_npz_bytes,
     sha256_bytes,
+    write_file_atomic,
 )
 from mu2net.predict import path_accuracy
 from mu2net.schema import ROOT_TASK, Component, Path, TaskInfo
@@ -200,14 +201,15 @@ def build_root(config: Config, mode: str = "random", *, seed: int = 0,
 
 def pretrain_root(config: Config, task: TaskData, *, seed: int = 0,
                   examples: int | None = None, batch_size: int | None = None,
-                  lr: float = 1e-3, warmup_ratio: float = 0.05, validations: int = 10,
+                  lr: float | None = None, warmup_ratio: float = 0.05, validations: int = 10,
                   execution: str = "auto") -> tuple[Path, dict[str, bytes], dict[str, Any]]:
     """A root pretrained on `task`: random init, then every component trained with Adam
     (AdamW when `config.root_pretrain_weight_decay` > 0; warmup + cosine to lr/1000,
-    global-norm clip 1.0) for `examples` examples (default `config.root_pretrain_examples`)
-    on data augmented with `config.root_pretrain_augment` (as the AugReg roots were), keeping
-    the best of `validations` checkpoints. The root's head has the task's classes; tasks
-    never reuse it.
+    global-norm clip 1.0) on data augmented with `config.root_pretrain_augment` (as the AugReg
+    roots were), keeping the best of `validations` checkpoints. `examples`, `batch_size` and
+    `lr` default to the config's recipe (`root_pretrain_examples`, `root_pretrain_batch_size`
+    or else the search's batch, `root_pretrain_lr`). The root's head has the task's classes;
+    tasks never reuse it.
 
     Returns (root path, blobs, metrics incl. validation/test accuracy and seconds).
     """
@@ -222,7 +224,9 @@ def pretrain_root(config: Config, task: TaskData, *, seed: int = 0,
     images, labels = task.arrays("train")
     if len(labels) == 0:
         raise TaskError(f"task {info.name!r} has no training examples to pretrain on")
-    batch = min(batch_size or config.search.batch_size, len(labels))
+    batch = min(batch_size or config.root_pretrain_batch_size or config.search.batch_size,
+                len(labels))
+    lr = config.root_pretrain_lr if lr is None else lr
     total = examples or config.root_pretrain_examples
     steps = max(validations, math.ceil(total / batch))
     per_val = math.ceil(steps / validations)
@@ -329,6 +333,16 @@ def root_cache_file(config: Config, task_info: TaskInfo, *, seed: int = 0,
     return os.path.join(cache_dir, f"{config.name}-{key}.npz")
 
 
+def root_cache_sidecar(npz_path: str) -> str:
+    """The `.json` beside a cached root's `.npz`; its presence marks a complete entry."""
+    return npz_path[:-len(".npz")] + ".json"
+
+
+def root_cache_hit(npz_path: str) -> bool:
+    """Whether the cache holds a complete root at `npz_path` (weights and sidecar)."""
+    return os.path.exists(npz_path) and os.path.exists(root_cache_sidecar(npz_path))
+
+
 def root_to_augreg_flat(params: Mapping[str, Mapping[str, np.ndarray]]
                         ) -> dict[str, np.ndarray]:
     """Component params in the vit_jax / AugReg `.npz` layout (the inverse of
@@ -349,13 +363,6 @@ def root_to_augreg_flat(params: Mapping[str, Mapping[str, np.ndarray]]
                 key = f"Transformer/{name}/{weight}"
             flat[key] = np.asarray(value, np.float32)
     return flat
-
-
-def _write_atomic(file_path: str, data: bytes) -> None:
-    tmp = f"{file_path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, file_path)
 
 
 def _load_cached_root(config: Config, npz_path: str, doc: Mapping[str, Any]
@@ -383,15 +390,12 @@ def cached_pretrained_root(config: Config, task: TaskData, *, seed: int = 0,
     `pretrain_root` returns: (root path, blobs, metrics).
     """
     npz_path = root_cache_file(config, task.info, seed=seed, cache_dir=cache_dir)
-    json_path = npz_path[:-len(".npz")] + ".json"
-    if os.path.exists(npz_path) and os.path.exists(json_path):
+    json_path = root_cache_sidecar(npz_path)
+    if root_cache_hit(npz_path):
         with open(json_path) as fh:
             doc = json.load(fh)
         return _load_cached_root(config, npz_path, doc)
-    root, blobs, metrics = pretrain_root(config, task, seed=seed,
-                                         examples=config.root_pretrain_examples,
-                                         lr=config.root_pretrain_lr,
-                                         batch_size=config.root_pretrain_batch_size or None)
+    root, blobs, metrics = pretrain_root(config, task, seed=seed)
     params = {c.name: npz_bytes_to_params(blobs[c.blob]) for c in root.components}
     doc = {"key": root_cache_key(config, task.info, seed), "config": config.name,
            "key_inputs": root_cache_inputs(config, task.info, seed),
@@ -401,10 +405,10 @@ def cached_pretrained_root(config: Config, task: TaskData, *, seed: int = 0,
            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "reproduce": _reproduce_command(config, task.info, seed)}
     try:
-        os.makedirs(cache_dir, exist_ok=True)
         # the weights first: the sidecar's presence marks a complete entry
-        _write_atomic(npz_path, params_to_npz_bytes(root_to_augreg_flat(params)))
-        _write_atomic(json_path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+        write_file_atomic(npz_path, params_to_npz_bytes(root_to_augreg_flat(params)))
+        write_file_atomic(json_path,
+                          (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
     except OSError as exc:  # a read-only install still gets its root, just not cached
         warnings.warn(f"pretrained root not cached in {cache_dir!r}: {exc}", stacklevel=2)
     return root, blobs, dict(metrics)

@@ -47,7 +47,7 @@ from mu2net.mutations import (
     plan_components,
     sample_ds_hparams,
 )
-from mu2net.params_io import param_shapes, params_sha256, write_params
+from mu2net.params_io import param_shapes, params_sha256, write_file_atomic, write_params
 from mu2net.schema import (
     Component,
     Extension,
@@ -299,20 +299,17 @@ def plan_generation(state: SearchState, system: SystemView,
             if rng.random() < 0.5 ** population[j].offspring:
                 chosen = j
                 break
-        if chosen is not None:
+        parent = None
+        if chosen is None:  # uniform fallback; a member of the own population is `chosen`
+            parent = candidates[int(rng.integers(len(candidates)))]
+            chosen = own.get(parent.hash)
+        if chosen is not None:  # a same-task parent: count its offspring, the child must beat it
             cand = population[chosen]
             population[chosen] = Candidate(cand.path, cand.score, cand.offspring + 1)
             parent, parent_score = cand.path, cand.score
         else:
-            parent = candidates[int(rng.integers(len(candidates)))]
-            if parent.hash in own:  # a member of the task's population: count its offspring
-                cand = population[own[parent.hash]]
-                population[own[parent.hash]] = Candidate(cand.path, cand.score,
-                                                         cand.offspring + 1)
-                parent_score = cand.score
-            else:
-                parent_score = (path_score(parent, system, config.architecture, config.score)
-                                if parent.task == state.task else -math.inf)
+            parent_score = (path_score(parent, system, config.architecture, config.score)
+                            if parent.task == state.task else -math.inf)
         hparams = default_hparams(config.hparams)
         hparams.update({k: v for k, v in parent.hparams.items()})
         hparams.update(ds)
@@ -520,14 +517,8 @@ def evolve(system: SystemView, task: TaskData, config: Config, blobs: BlobSource
                                execution=execution, data_parallel=data_parallel)
                    for spec in specs]
         state = select(state, results, system, config)
-        _write_text(os.path.join(workdir, "state.json"), state.to_json())
+        write_file_atomic(os.path.join(workdir, "state.json"), state.to_json().encode())
     return close_cycle(state, system, task, config, blobs, code_version=code_version)
 
 
-def _write_text(file_path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(file_path), exist_ok=True)
-    tmp = f"{file_path}.tmp{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, file_path)
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from mu2net.config import Config, canonical_json
 from mu2net.errors import ConfigError, SchemaError, StoreError, TaskError
+from mu2net.params_io import write_file_atomic
 
 REQUEST_FILE = "request.json"
 STATE_FILE = "state.json"
@@ -68,11 +69,7 @@ def resolve_run_id(run_id: str, job_id: str) -> str:
 
 
 def _write_json(path: str, doc: Any) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(canonical_json(doc))
-    os.replace(tmp, path)
+    write_file_atomic(path, canonical_json(doc).encode())
 
 
 def _read_json(path: str, what: str) -> Any:

@@ -190,7 +190,6 @@ def _classes() -> dict[str, type]:
             self.patience = patience
             self.best_quality = -math.inf
             self.stale = 0  # validations since the accuracy last rose strictly
-            self.stopped = False
             self.curve: list[float] = []
             self.losses: list[float] = []
             self.snapshot: dict[str, dict[str, np.ndarray]] | None = None
@@ -213,7 +212,6 @@ def _classes() -> dict[str, type]:
             else:
                 self.stale += 1
             if self.stale >= self.patience:
-                self.stopped = True
                 self.model.stop_training = True
 
     _CLASSES = {"WarmupCosine": WarmupCosine, "MomentumSGD": MomentumSGD,
@@ -302,8 +300,7 @@ def train_model(model, train_ds, val_ds, *, budget: Budget, optimizer, trainable
         layers = component_layers(model)
         params = {n: layers[n].get_params() for n in trainable}
         quality = max(retention.curve)
-    steps = (len(retention.curve) * budget.steps_per_validation if retention.stopped
-             else budget.total_steps)
+    steps = len(retention.curve) * budget.steps_per_validation  # fewer if stopped early
     return TrainOutcome(improved=improved, params=params, curve=list(retention.curve),
                         quality=quality, best_score=retention.best, steps=steps,
                         examples=steps * budget.batch_size, seconds=seconds,
