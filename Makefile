@@ -6,7 +6,7 @@ STORE ?= $(CURDIR)/store
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND ?= tensorflow
 
-.PHONY: setup lint format test test-slow demo compile golden clean
+.PHONY: setup lint format test test-slow test-containers demo compile golden clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,23 @@ format: setup
 
 # Fast suite (CI): unit, compile, store on both backends, one local pipeline run.
 test: setup lint
-	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+	$(BIN)/python -m pytest -q -m "not slow and not containers" -p no:cacheprovider
 
 # Long tests: multi-process races at full size, full local pipeline runs, benchmark smoke.
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow -p no:cacheprovider
+
+# The pipeline in its container image, with no registry (as root): installs podman, buildah,
+# runc and mmdebstrap and starts podman's Docker-compatible API, builds the CPU image offline
+# (images/build.sh --local), then runs two tasks in it through kfp.local's DockerRunner and
+# compares them with the subprocess runner (tests/test_containers.py).
+PODMAN_SOCKET ?= /run/podman/podman.sock
+TEST_IMAGE ?= localhost/mu2net-cpu:test
+test-containers: setup
+	MU2NET_PODMAN_SOCKET=$(PODMAN_SOCKET) bash scripts/install_container_runtime.sh --service
+	PYTHON=$(BIN)/python bash images/build.sh --local --tag $(TEST_IMAGE)
+	DOCKER_HOST=unix://$(PODMAN_SOCKET) MU2NET_CONTAINER_TESTS=1 MU2NET_TEST_IMAGE=$(TEST_IMAGE) \
+	  $(BIN)/python -m pytest -q -s -m containers -p no:cacheprovider tests/test_containers.py
 
 # The main job on the embedded default (local store, kfp.local).
 demo: setup

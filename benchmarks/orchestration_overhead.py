@@ -46,8 +46,8 @@ def fresh_store(folder: str, config):
 
 
 def in_process(config, task_spec: str, seed: int, folder: str) -> tuple[float, str]:
+    from mu2net.scoring import config_scorer
     from mu2net.search import evolve
-    from mu2net.store.versioned import config_scorer
     from mu2net.tasks.sources import load_source
 
     store = fresh_store(folder, config)

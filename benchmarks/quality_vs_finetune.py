@@ -356,8 +356,8 @@ def logreg(prep: Prepared, cs: list[float], max_iter: int) -> dict[str, Any]:
 def onboard(store, task, config, seed: int, cycles: int, workdir: str) -> dict[str, Any]:
     """`cycles` search cycles of `task` in process (onboard, then iterate), each committed;
     the task's committed accuracy and the cumulative cost after every cycle."""
+    from mu2net.scoring import config_scorer
     from mu2net.search import evolve
-    from mu2net.store.versioned import config_scorer
     from mu2net.training import child_budget
 
     name = task.info.name

@@ -79,7 +79,7 @@ def plain_model(arch, num_classes: int, frozen_lower: bool):
     class ClsPos(keras.layers.Layer):
         """Prepend the cls token and add the position embedding (no stock layer does it)."""
 
-        def build(self, input_shape):
+        def build(self, input_shape):  # noqa: ARG002 (the Keras signature)
             self.cls = self.add_weight(shape=(1, 1, d), initializer="zeros", name="cls")
             self.pos = self.add_weight(shape=(1, tokens + 1, d), initializer="random_normal",
                                        name="pos")

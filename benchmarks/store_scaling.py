@@ -42,16 +42,16 @@ from mu2net.blobs import DirBlobs  # noqa: E402
 from mu2net.schema import ROOT_TASK, Component, Extension, Path, SystemVersion, sha256_hex  # noqa: E402
 from mu2net.store.base import ObjectBackend  # noqa: E402
 from mu2net.store.gcs import GcsBackend, default_client  # noqa: E402
-from mu2net.store.local import LocalBackend  # noqa: E402
-from mu2net.store.synthetic import synthetic_blob, synthetic_component  # noqa: E402
-from mu2net.store.versioned import (  # noqa: E402
-    VersionedStore,
+from mu2net.store.layout import (  # noqa: E402
     blob_key,
     encode,
     encode_index,
     path_key,
     version_key,
 )
+from mu2net.store.local import LocalBackend  # noqa: E402
+from mu2net.store.synthetic import synthetic_blob, synthetic_component  # noqa: E402
+from mu2net.store.versioned import VersionedStore  # noqa: E402
 
 HPARAMS = {"num_layers": 1, "ds_image_size": 32, "num_classes": 10, "adapter_layers": [],
            "adapter_dim": 8}
@@ -150,7 +150,7 @@ def start_emulator():
     stderr = server._process.stderr  # drain the request log, or the server blocks
     threading.Thread(target=lambda: [None for _ in iter(lambda: stderr.read(65536), b"")],
                      daemon=True).start()
-    default_client().create_bucket(BUCKET)
+    default_client(project="test").create_bucket(BUCKET)
     return server
 
 

@@ -45,9 +45,10 @@ class Components:
 
 
 def build_components(image: str, light_image: str | None = None) -> Components:
-    """Lightweight components for the given images (light_image defaults to image)."""
+    """Lightweight components for the given images (light_image defaults to image). Training
+    and closing the cycle (its test-split inference) get the training image."""
     built = {}
     for stage, func in STAGES.items():
-        base = image if stage == "train" else (light_image or image)
+        base = image if stage in ("train", "commit") else (light_image or image)
         built[stage] = dsl.component(func, base_image=base, install_kfp_package=False)
     return Components(**built)

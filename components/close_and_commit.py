@@ -8,11 +8,14 @@ def close_and_commit(state: Input[Artifact], task: Input[Dataset], store_uri: st
                      extension: Output[Model], metrics: Output[Metrics]) -> int:
     """Commit is idempotent per run id, so a retry after a crash creates no second version.
     Returns the committed version number."""
+    import os
+
     from mu2net import steps
 
     out = steps.commit_step(state_dir=state.path, task_dir=task.path, store_uri=store_uri,
                             code_version=code_version, config_json=config_json,
-                            config_hash=config_hash, extension_dir=extension.path)
+                            config_hash=config_hash, extension_dir=extension.path,
+                            fault_marker=os.environ.get(steps.FAULT_ENV, ""))
     for name, value in out["metrics"].items():
         metrics.log_metric(name, value)
     extension.metadata.update(out["metadata"])

@@ -20,19 +20,7 @@ from typing import Any
 
 from kfp import dsl, kubernetes
 
-GPU_RESOURCE = "nvidia.com/gpu"
-TPU_RESOURCE = "google.com/tpu"
-GPU_SELECTOR = "cloud.google.com/gke-accelerator"
-TPU_SELECTOR = "cloud.google.com/gke-tpu-accelerator"
-TPU_TOPOLOGY = "cloud.google.com/gke-tpu-topology"
 IMAGE_UID = 1000  # the `mu2net` user created in images/*.Dockerfile
-
-_REQUIRED = {
-    # kind: (accelerator resource, node selector keys that must be present)
-    "cpu": ("", ()),
-    "gpu": (GPU_RESOURCE, (GPU_SELECTOR,)),
-    "tpu": (TPU_RESOURCE, (TPU_SELECTOR, TPU_TOPOLOGY)),
-}
 
 
 def pool_fields(pool: Any) -> dict[str, Any]:
@@ -52,10 +40,13 @@ def pool_fields(pool: Any) -> dict[str, Any]:
 def check_pool(fields: Mapping[str, Any]) -> None:
     """Refuse a pool whose accelerator, selectors and kind disagree (a GPU pod without the
     GPU selector would wait forever for a node that cannot come)."""
+    from mu2net.config import GKE_POOL_LABELS  # the one table of GKE's resources and labels
+
     kind = fields.get("kind", "cpu")
-    if kind not in _REQUIRED:
-        raise ValueError(f"node pool kind {kind!r} is invalid: expected one of {list(_REQUIRED)}")
-    resource, selectors = _REQUIRED[kind]
+    if kind not in GKE_POOL_LABELS:
+        raise ValueError(f"node pool kind {kind!r} is invalid: expected one of "
+                         f"{list(GKE_POOL_LABELS)}")
+    resource, selectors = GKE_POOL_LABELS[kind]
     accel = fields.get("accelerator_type", "")
     count = int(fields.get("accelerator_count", 0))
     if accel != resource:

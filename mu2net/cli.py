@@ -7,6 +7,7 @@ Each subcommand lives in a `_cmd_<name>` function registered in `_build_parser`;
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from collections.abc import Sequence
@@ -39,13 +40,35 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(exc: BaseException, store: str | None = None) -> str:
+    """One line for an error the CLI reports without a traceback.
+
+    The project's own errors carry their message as written. An `OSError` names its path (the
+    store's, when the error did not name one: a full disk while writing an object), so a full
+    disk or a refused permission says where. A `ValueError` from a library call is bad input.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else store
+        text = f"{exc.strerror}: {where!r}" if where else exc.strerror
+        if exc.errno == errno.ENOSPC:
+            text += " (free some space or choose another location)"
+    elif isinstance(exc, Mu2NetError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " / ".join(lines) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except Mu2NetError as exc:
-        print(f"mu2net: error: {exc}", file=sys.stderr)
+    # Named types only: anything else is a bug and keeps its traceback.
+    except (Mu2NetError, OSError, ValueError) as exc:
+        print(f"mu2net: error: {error_line(exc, getattr(args, 'store', None))}",
+              file=sys.stderr)
         return 2
 
 

@@ -386,19 +386,33 @@ def tpu() -> Config:
     return _paper_large("tpu").replace(image="mu2net-tpu:dev")
 
 
+DEFAULT_STORE = "gs://mu2net-models/shared"  # where deployed runs keep the shared model
+
+# GKE's accelerator resource and the node labels each pool kind must select on
+# (https://cloud.google.com/kubernetes-engine/docs/how-to/gpus and .../tpus); the pools are
+# tainted `<resource>=present:NoSchedule`.
+GKE_POOL_LABELS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "cpu": ("", ()),
+    "gpu": ("nvidia.com/gpu", ("cloud.google.com/gke-accelerator",)),
+    "tpu": ("google.com/tpu", ("cloud.google.com/gke-tpu-accelerator",
+                               "cloud.google.com/gke-tpu-topology")),
+}
+
+
 def gke_gpu_pool(accelerator: str = "nvidia-l4", count: int = 1) -> NodePool:
-    return NodePool(kind="gpu", accelerator_type="nvidia.com/gpu", accelerator_count=count,
-                    node_selectors=(("cloud.google.com/gke-accelerator", accelerator),),
-                    toleration_keys=("nvidia.com/gpu",), cpu_request="6",
+    resource, (selector,) = GKE_POOL_LABELS["gpu"]
+    return NodePool(kind="gpu", accelerator_type=resource, accelerator_count=count,
+                    node_selectors=((selector, accelerator),),
+                    toleration_keys=(resource,), cpu_request="6",
                     memory_request="24G", timeout_s=6 * 3600, retries=3)
 
 
 def gke_tpu_pool(accelerator: str = "tpu-v5-lite-podslice", topology: str = "2x2",
                  chips: int = 4) -> NodePool:
-    return NodePool(kind="tpu", accelerator_type="google.com/tpu", accelerator_count=chips,
-                    node_selectors=(("cloud.google.com/gke-tpu-accelerator", accelerator),
-                                    ("cloud.google.com/gke-tpu-topology", topology)),
-                    toleration_keys=("google.com/tpu",), cpu_request="20",
+    resource, (type_label, topology_label) = GKE_POOL_LABELS["tpu"]
+    return NodePool(kind="tpu", accelerator_type=resource, accelerator_count=chips,
+                    node_selectors=((type_label, accelerator), (topology_label, topology)),
+                    toleration_keys=(resource,), cpu_request="20",
                     memory_request="100G", timeout_s=6 * 3600, retries=3)
 
 

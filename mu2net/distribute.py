@@ -10,7 +10,8 @@ unchanged: the same global batch, the same mean loss, the same clipped update).
 * One device, another backend, or `off`: nothing is entered, so the single-device path is the
   code path it always was (bit-identical results).
 
-The choice is `MU2NET_DATA_PARALLEL=auto|off|on` (or the `mode` argument):
+The choice is the `mode` argument, auto|off|on (the train component passes
+`$MU2NET_DATA_PARALLEL`):
 `auto` distributes over accelerators (GPU / TPU) when there are several and the global batch
 splits evenly; `on` insists (and, without accelerators, uses several logical CPU devices, which
 is how the tests run it: TF logical CPU devices, or JAX with
@@ -22,7 +23,6 @@ per child from what the process already sees.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -73,8 +73,9 @@ class Distribution:
 
 
 def resolve_mode(mode: str | None = None) -> str:
-    """`mode`, else `$MU2NET_DATA_PARALLEL`, else `auto`."""
-    value = mode if mode is not None else os.environ.get(ENV_VAR, "") or "auto"
+    """`mode`, else `auto`. Entry points (the train component, the CLI) pass the value of
+    `$MU2NET_DATA_PARALLEL`; nothing below them reads the environment."""
+    value = mode or "auto"
     if value not in MODES:
         raise ConfigError(f"{ENV_VAR}={value!r} is invalid: expected one of {list(MODES)}")
     return value
@@ -200,3 +201,44 @@ def with_weights(dataset, weights: np.ndarray | None, batch_size: int):
 
     w = tf.data.Dataset.from_tensor_slices(weights).batch(batch_size)
     return tf.data.Dataset.zip((dataset, w)).map(lambda xy, sw: (xy[0], xy[1], sw))
+
+
+def target_devices(target: str, backend: str | None = None) -> list[str]:
+    """The devices of the compile-time device `target` (cpu, gpu, tpu) that the backend sees:
+    TensorFlow's logical GPU / TPU devices, or JAX's devices when its platform is `target`."""
+    from mu2net.config import TARGETS
+
+    if target not in TARGETS:
+        raise ConfigError(f"device target {target!r} is invalid: expected one of "
+                          f"{list(TARGETS)}")
+    backend = backend or current_backend()
+    if target == "cpu":
+        return visible_devices(backend, "cpu")
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name for d in tf.config.list_logical_devices(target.upper())]
+    if backend == "jax":
+        import jax
+
+        return [str(d) for d in jax.devices()] if jax.default_backend() == target else []
+    return []
+
+
+def require_accelerator(target: str, backend: str | None = None) -> list[str]:
+    """Refuse to train for a gpu/tpu target when the backend sees no such accelerator.
+
+    Without the guard a GPU pod whose image cannot load the driver (GKE mounts it under
+    /usr/local/nvidia and sets no variables) trains on the CPU for hours and nothing
+    complains. Returns the accelerator devices (empty for the cpu target); raises
+    ConfigError naming the target, the backend and what it does see."""
+    devices = target_devices(target, backend)
+    if target == "cpu" or devices:
+        return [] if target == "cpu" else devices
+    backend = backend or current_backend()
+    seen = visible_devices(backend, "cpu") if backend in BACKENDS else []
+    raise ConfigError(
+        f"device target {target!r}: the {backend} backend sees no {target.upper()} (it sees "
+        f"{seen or 'no devices'}); refusing to train on the CPU. Check the node pool's "
+        "accelerator, the image (GPU: LD_LIBRARY_PATH=/usr/local/nvidia/lib64; TPU: jax[tpu] "
+        "with KERAS_BACKEND=jax), or compile with --target cpu")

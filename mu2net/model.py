@@ -223,7 +223,7 @@ def _make_layer_classes():
                 self.w[key] = self.add_weight(shape=shape, initializer="zeros",
                                               name=key.replace("/", "__"), trainable=True)
 
-        def build(self, input_shape):
+        def build(self, input_shape):  # noqa: ARG002 (the Keras signature)
             self.built = True
 
         def get_params(self) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,9 +28,10 @@ import numpy as np
 
 from mu2net.config import CONFIG_NAMES, Config, get_config
 from mu2net.errors import StoreError
-from mu2net.schema import Path, SystemView
+from mu2net.schema import ROOT_TASK, Path, SystemView
 
 HISTORY_LIMIT = 500
+SEARCH_LIMIT = 6  # cycles whose search the HTML page shows
 
 
 def config_for_method(method_version: str) -> Config | None:
@@ -107,27 +109,6 @@ def _fmt(x: float | None) -> str:
 # === confusion matrix =======================================================================
 
 
-def confusion_matrix_of(store: Any, path: Path, task: Any, config: Config, *,
-                        version: int | None = None) -> list[list[int]]:
-    """The path's confusion matrix (rows: true class, columns: predicted) on the test split
-    (the same examples `close_cycle` measured the test accuracy on)."""
-    from mu2net.predict import path_logits
-
-    images, labels = task.arrays("test")
-    if config.search.test_examples:
-        images = images[:config.search.test_examples]
-        labels = labels[:config.search.test_examples]
-    logits = path_logits(path, images, store, batch_size=config.search.batch_size)
-    return confusion_matrix(labels, np.argmax(logits, axis=1), task.info.num_classes)
-
-
-def confusion_matrix(labels: Sequence[int], predicted: Sequence[int], num_classes: int
-                     ) -> list[list[int]]:
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(labels, np.int64), np.asarray(predicted, np.int64)), 1)
-    return matrix.tolist()
-
-
 # === run summary ============================================================================
 
 
@@ -171,130 +152,164 @@ def run_markdown(commit: Mapping[str, Any], metrics: Mapping[str, float], view: 
               f"({', '.join(c.split('/')[1] for c in new) or 'none'}), {len(reused)} reused "
               "frozen from other tasks or the root.",
               "", f"Confusion matrix on {total} test examples: {correct} correct.", "",
+              *_search_summary(path.metrics.get("search")),
               f"The system now has {len(view.paths)} tasks and {view.total_params():,} "
               "parameters in task paths."]
     return "\n".join(lines) + "\n"
 
 
-# === system graph and history (HTML) ========================================================
+# === paths for terminals ====================================================================
+
+MARKERS = {"root": "R", "other": "S", "own": "O", "adapter": "A"}
+
+
+def paths_text(view: SystemView) -> str:
+    """Per task one line: per layer position a marker and the component's blob prefix
+    (R root, S another task's, O its own, A its own adapter; `.`: not in the path)."""
+    from mu2net.figures import position_key
+
+    positions = sorted({c.name for p in view.paths.values() for c in p.components},
+                       key=position_key)
+    short = {name: name.replace("encoderblock_", "b").replace("residual_adapter_", "a")
+             .replace("posembed_input", "pos").replace("embedding", "emb")
+             .replace("encoder_norm", "norm") for name in positions}
+    width = max((len(t) for t in view.paths), default=4)
+    lines = [f"paths of version {view.number} (R root, S another task's frozen, O own, "
+             "A own adapter; then the blob's first 4 hex digits)",
+             f"{'task':<{width}}  " + " ".join(f"{short[n]:<5}" for n in positions)]
+    for task, path in sorted(view.paths.items()):
+        by_name = {c.name: c for c in path.components}
+        cells = []
+        for name in positions:
+            c = by_name.get(name)
+            if c is None:
+                cells.append(f"{'.':<5}")
+                continue
+            kind = ("root" if c.creator == ROOT_TASK else "other" if c.creator != task
+                    else "adapter" if name.startswith("residual_adapter") else "own")
+            cells.append(MARKERS[kind] + c.blob[:4])
+        lines.append(f"{task:<{width}}  " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def _search_summary(rec: Any) -> list[str]:
+    """The cycle's search in one sentence (the Markdown summary)."""
+    if not isinstance(rec, Mapping) or not rec.get("children"):
+        return []
+    children = rec["children"]
+    parents = {k: sum(c[2] == k for c in children) for k in ("self", "other", "root")}
+    scores = [c[6] for c in children if c[6] is not None]
+    return [f"Search: {len(children)} children over {len(rec.get('mu', []))} generations, "
+            f"{sum(bool(c[7]) for c in children)} kept; parents {parents['self']} of this "
+            f"task, {parents['other']} of other tasks, {parents['root']} the root; best child "
+            f"score {max(scores) if scores else float('nan'):.4f}. The graph and the search "
+            "plots are in the `system` HTML artifact.", ""]
+
+
+# === system graph, search and history (HTML) ================================================
 
 
 def history_rows(store: Any, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
-    """Per version, oldest first: the task it changed, its method version, mean test accuracy
-    over the tasks and the total parameters of the task paths."""
+    """Per version, oldest first: the task it changed, its method version, each task's and the
+    mean test accuracy, total parameters, the sum of the tasks' separate models' parameters,
+    and the search record of the cycle it committed (if any)."""
     rows = []
     for version in reversed(store.versions(limit=limit)):
         view = store.load_system(version.number)
-        accs = [float(p.metrics["test_accuracy"]) for p in view.paths.values()
-                if "test_accuracy" in p.metrics]
+        accs = {t: float(p.metrics["test_accuracy"]) for t, p in view.paths.items()
+                if "test_accuracy" in p.metrics}
         prov = version.provenance
-        rows.append({"version": version.number, "task": prov.get("task", "(root)"),
+        task = prov.get("task")
+        path = view.paths.get(task) if task else None
+        rows.append({"version": version.number, "task": task or "(root)",
+                     "kind": prov.get("kind", ""),
                      "method_version": prov.get("method_version", ""),
                      "code_version": prov.get("code_version", ""),
-                     "tasks": len(view.paths),
-                     "mean_test_accuracy": float(np.mean(accs)) if accs else None,
-                     "task_test_accuracy": (float(view.paths[prov["task"]].metrics.get(
-                         "test_accuracy", float("nan"))) if prov.get("task") in view.paths
-                         else None),
-                     "total_params": view.total_params()})
+                     "tasks": len(view.paths), "accuracies": accs,
+                     "mean_test_accuracy": float(np.mean(list(accs.values()))) if accs
+                     else None,
+                     "task_test_accuracy": accs.get(task),
+                     "total_params": view.total_params(),
+                     "separate_params": sum(p.num_params for p in view.paths.values()),
+                     "search": (path.metrics.get("search") if path is not None
+                                and prov.get("kind") == "extension" else None)})
     return rows
 
 
-def sharing(view: SystemView) -> tuple[list[str], list[list[int]], list[tuple[str, list[str]]]]:
-    """(tasks, shared-component counts between every pair of tasks, [(component id, users)]
-    for every component used by more than one task or created by another owner)."""
-    tasks = sorted(view.paths)
-    users = view.component_users()
-    index = {t: i for i, t in enumerate(tasks)}
-    matrix = [[0] * len(tasks) for _ in tasks]
-    for owners in users.values():
-        for a in owners:
-            for b in owners:
-                matrix[index[a]][index[b]] += 1
-    shared = []
-    for cid in sorted(users):
-        owners = sorted(users[cid])
-        creator = cid.split("/", 1)[0]
-        if len(owners) > 1 or creator not in owners:
-            shared.append((cid, owners))
-    return tasks, matrix, shared
+def report_figures(store: Any, version: int | None = None
+                   ) -> tuple[dict[str, Any], SystemView, list[dict[str, Any]],
+                              dict[str, tuple[Any, dict[str, str]]]]:
+    """(status document, view, history rows, {figure name: (figure, hover titles)})."""
+    from mu2net import figures
 
-
-def _svg_lines(rows: Sequence[Mapping[str, Any]], key: str, label: str, color: str) -> str:
-    points = [(r["version"], r[key]) for r in rows if r.get(key) is not None]
-    if len(points) < 1:
-        return ""
-    width, height, pad = 560, 160, 30
-    xs = [p[0] for p in points]
-    ys = [float(p[1]) for p in points]
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
-
-    def sx(x: float) -> float:
-        return pad + (x - x0) / (x1 - x0) * (width - 2 * pad)
-
-    def sy(y: float) -> float:
-        return height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad)
-
-    poly = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys))
-    dots = "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}">'
-                   f"<title>version {x}: {y:,.4g}</title></circle>" for x, y in zip(xs, ys))
-    return (f'<svg width="{width}" height="{height}" role="img" aria-label="{label}">'
-            f'<text x="{pad}" y="14" font-size="12">{html.escape(label)} '
-            f'({y0:,.4g} .. {y1:,.4g}; versions {x0}..{max(xs)})</text>'
-            f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{poly}"/>{dots}'
-            "</svg>")
-
-
-def system_html(store: Any, version: int | None = None) -> str:
-    """A self-contained HTML page: tasks, which tasks share which components, and the
-    history of accuracy and parameters per version and per method version."""
     doc = status_dict(store, version)
     view = store.load_system(doc["version"])
-    tasks, matrix, shared = sharing(view)
-    rows = history_rows(store)
+    rows = [r for r in history_rows(store) if r["version"] <= view.number]
+    out: dict[str, tuple[Any, dict[str, str]]] = {"graph": figures.system_graph(view)}
+    for r in search_rows(rows)[:SEARCH_LIMIT]:
+        out[f"search-v{r['version']}"] = (figures.search_figure(r["search"], r["task"],
+                                                                r["version"]), {})
+    out["accuracy"] = (figures.accuracy_figure(rows), {})
+    out["params"] = (figures.params_figure(rows), {})
+    out["methods"] = (figures.method_figure(doc), {})
+    return doc, view, rows, out
+
+
+def search_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """History rows that committed a cycle with a search record, newest first (a record
+    carried over unchanged by a later version is shown once)."""
+    seen, out = set(), []
+    for r in reversed(rows):
+        rec = r.get("search")
+        if not isinstance(rec, Mapping):
+            continue
+        key = (r["task"], rec.get("cycle"), rec.get("base_version"))
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def system_html(store: Any, version: int | None = None, *,
+                figures_out: dict[str, tuple[Any, dict[str, str]]] | None = None) -> str:
+    """One self-contained HTML page (figures inline as SVG, no network): the system graph,
+    the tasks, the search of the latest cycles and the history plots."""
+    from mu2net.figures import to_svg
+
+    doc, view, rows, figs = report_figures(store, version)
+    if figures_out is not None:
+        figures_out.update(figs)
     esc = html.escape
-    out = ["<!doctype html><html><head><meta charset='utf-8'><title>mu2net system</title>",
-           "<style>body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
-           "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-           "th{background:#f3f3f3}td.l,th.l{text-align:left}</style></head><body>",
+    svg = {name: to_svg(fig, titles) for name, (fig, titles) in figs.items()}
+    out = ["<!doctype html><html><head><meta charset='utf-8'><title>mu2net system "
+           f"version {doc['version']}</title><style>{STYLE}</style></head><body>",
            f"<h1>System version {doc['version']}</h1>",
-           f"<p>{len(tasks)} tasks, {doc['total_params']:,} parameters in task paths.</p>",
+           f"<p>{len(doc['tasks'])} tasks, {doc['total_params']:,} parameters in task paths "
+           f"(separately fine-tuned: {sum(p.num_params for p in view.paths.values()):,}). "
+           "Hover a node or a line for its component or task.</p>",
+           "<h2>System graph</h2>", f"<figure id='fig-graph'>{svg['graph']}</figure>",
            "<h2>Tasks</h2><table><tr><th class='l'>task</th><th>test acc</th><th>val acc</th>"
            "<th>score</th><th>accounted params</th><th>MFLOPs</th><th class='l'>method</th>"
            "<th>components (own / reused)</th></tr>"]
     for name, t in doc["tasks"].items():
-        path = view.paths[name]
-        own = sum(c.creator == name for c in path.components)
+        own = sum(c.creator == name for c in view.paths[name].components)
         out.append(f"<tr><td class='l'>{esc(name)}</td><td>{_cell(t['test_accuracy'])}</td>"
                    f"<td>{_cell(t['validation_accuracy'])}</td><td>{_cell(t['score'])}</td>"
                    f"<td>{t['accounted_params']:,.0f}</td><td>{t['flops'] / 1e6:.2f}</td>"
                    f"<td class='l'>{esc(t['method_version'])}</td>"
-                   f"<td>{own} / {len(path.components) - own}</td></tr>")
-    out.append("</table><h2>Shared components between tasks</h2>")
-    if tasks:
-        top = max(max(r) for r in matrix) or 1
-        out.append("<table><tr><th></th>" + "".join(f"<th>{esc(t)}</th>" for t in tasks)
-                   + "</tr>")
-        for t, row in zip(tasks, matrix):
-            cells = "".join(f"<td style='background:rgba(30,100,200,{0.1 + 0.8 * v / top:.2f})'>"
-                            f"{v}</td>" for v in row)
-            out.append(f"<tr><th class='l'>{esc(t)}</th>{cells}</tr>")
-        out.append("</table><p>Diagonal: components in the task's path; off-diagonal: "
-                   "components two tasks both use.</p>")
-    out.append("<table><tr><th class='l'>component</th><th class='l'>created by</th>"
-               "<th class='l'>used by</th></tr>")
-    for cid, owners in shared:
-        out.append(f"<tr><td class='l'>{esc(cid)}</td><td class='l'>"
-                   f"{esc(cid.split('/', 1)[0])}</td><td class='l'>"
-                   f"{esc(', '.join(owners))}</td></tr>")
-    out.append("</table><h2>History</h2>")
-    out.append(_svg_lines(rows, "mean_test_accuracy", "mean test accuracy over tasks",
-                          "#1f77b4"))
-    out.append(_svg_lines(rows, "total_params", "total parameters in task paths", "#d62728"))
-    out.append("<table><tr><th>version</th><th class='l'>task</th><th class='l'>method</th>"
-               "<th class='l'>code</th><th>tasks</th><th>task test acc</th>"
-               "<th>mean test acc</th><th>total params</th></tr>")
+                   f"<td>{own} / {len(view.paths[name].components) - own}</td></tr>")
+    out.append("</table><h2>Search, per cycle (newest first)</h2>")
+    cycles = search_rows(rows)
+    if not cycles:
+        out.append("<p>No committed cycle with a search record yet.</p>")
+    for k, r in enumerate(cycles[:SEARCH_LIMIT]):
+        out.append(_search_section(r, svg[f"search-v{r['version']}"], open_=k == 0))
+    out += ["<h2>History</h2>"] + [f"<figure id='fig-{n}'>{svg[n]}</figure>"
+                                   for n in ("accuracy", "params", "methods")]
+    out.append("<details><summary>Versions</summary><table><tr><th>version</th>"
+               "<th class='l'>task</th><th class='l'>method</th><th class='l'>code</th>"
+               "<th>tasks</th><th>task test acc</th><th>mean test acc</th>"
+               "<th>total params</th></tr>")
     for r in rows:
         out.append(f"<tr><td>{r['version']}</td><td class='l'>{esc(str(r['task']))}</td>"
                    f"<td class='l'>{esc(r['method_version'])}</td>"
@@ -302,21 +317,58 @@ def system_html(store: Any, version: int | None = None) -> str:
                    f"<td>{_cell(r['task_test_accuracy'])}</td>"
                    f"<td>{_cell(r['mean_test_accuracy'])}</td>"
                    f"<td>{r['total_params']:,}</td></tr>")
-    out.append("</table><h2>Per method version</h2><table><tr><th class='l'>method</th>"
-               "<th>versions committed</th><th>tasks at head</th><th>mean test acc at head"
-               "</th></tr>")
-    by_method: dict[str, int] = {}
-    for r in rows[1:]:
-        by_method[r["method_version"]] = by_method.get(r["method_version"], 0) + 1
-    for mv in sorted(set(by_method) | set(doc["method_versions"])):
-        names = doc["method_versions"].get(mv, [])
-        accs = [doc["tasks"][n]["test_accuracy"] for n in names
-                if doc["tasks"][n]["test_accuracy"] is not None]
-        mean = float(np.mean(accs)) if accs else None
-        out.append(f"<tr><td class='l'>{esc(mv)}</td><td>{by_method.get(mv, 0)}</td>"
-                   f"<td>{len(names)}</td><td>{_cell(mean)}</td></tr>")
-    out.append("</table></body></html>")
-    return "\n".join(x for x in out if x)
+    out.append("</table></details></body></html>")
+    return "\n".join(out)
+
+
+def _search_section(row: Mapping[str, Any], svg: str, *, open_: bool) -> str:
+    rec = row["search"]
+    esc = html.escape
+    kept = sum(bool(c[7]) for c in rec["children"])
+    head = (f"<details{' open' if open_ else ''}><summary>version {row['version']}: "
+            f"{esc(row['task'])}, cycle {rec.get('cycle', 0) + 1} ({esc(rec.get('mode', ''))}"
+            f" from version {rec.get('base_version')}), {len(rec['children'])} children, "
+            f"{kept} kept</summary><figure>{svg}</figure>")
+    table = ["<table><tr><th>gen</th><th>child</th><th class='l'>parent</th>"
+             "<th class='l'>mutations</th><th>val acc</th><th>score</th><th>kept</th></tr>"]
+    published = rec.get("published")
+    for g, i, kind, parent, mutations, val, score, ok in rec["children"]:
+        mark = " (published)" if published == [g, i] else ""
+        table.append(f"<tr><td>{g}</td><td>{i}</td><td class='l'>{esc(kind)}: {esc(parent)}"
+                     f"</td><td class='l'>{esc(', '.join(mutations)) or '-'}</td>"
+                     f"<td>{_cell(val)}</td><td>{_cell(score)}</td>"
+                     f"<td>{'yes' if ok else 'no'}{mark}</td></tr>")
+    return head + "".join(table) + "</table></details>"
+
+
+def write_report(store: Any, out: str, version: int | None = None) -> list[str]:
+    """`out` (the HTML page) and beside it `<stem>-<figure>.svg` and `.png` of each figure;
+    returns the files written."""
+    from mu2net.figures import to_png, to_svg
+
+    figs: dict[str, tuple[Any, dict[str, str]]] = {}
+    text = system_html(store, version, figures_out=figs)
+    folder = os.path.dirname(os.path.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(out))[0]
+    written = [out]
+    with open(out, "w") as fh:
+        fh.write(text)
+    for name, (fig, titles) in figs.items():
+        base = os.path.join(folder, f"{stem}-{name}")
+        with open(base + ".svg", "w") as fh:
+            fh.write('<?xml version="1.0" encoding="utf-8"?>\n' + to_svg(fig, titles))
+        with open(base + ".png", "wb") as fb:
+            fb.write(to_png(fig))
+        written += [base + ".svg", base + ".png"]
+    return written
+
+
+STYLE = ("body{font-family:sans-serif;font-size:13px;max-width:1400px}"
+         "table{border-collapse:collapse;margin:6px 0}"
+         "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+         "th{background:#f3f3f3}td.l,th.l{text-align:left}figure{margin:8px 0}"
+         "svg{max-width:100%;height:auto}summary{cursor:pointer;margin:4px 0}")
 
 
 def _cell(x: float | None) -> str:

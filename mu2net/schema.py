@@ -24,6 +24,7 @@ from mu2net.errors import SchemaError
 
 SCHEMA_VERSION = 1
 ROOT_TASK = "_root"  # owner name of the root path (system version 0)
+MODES = ("onboard", "iterate")  # what a run does: add a new task, or re-evolve an existing one
 COMPONENT_NAME_RE = re.compile(
     r"^(cls|embedding|posembed_input|encoder_norm|head|encoderblock_\d+|residual_adapter_\d+)$")
 TASK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -37,6 +38,13 @@ def sha256_hex(data: bytes) -> str:
 def document_hash(doc: Mapping[str, Any]) -> str:
     """Content address of a JSON document (sha256 of its canonical JSON)."""
     return sha256_hex(canonical_json(doc).encode())
+
+
+def check_mode(mode: Any, what: str = "mode") -> str:
+    """The one check of a run mode (`MODES`), for every layer that receives one."""
+    if mode not in MODES:
+        raise SchemaError(f"{what}={mode!r} is invalid: expected one of {list(MODES)}")
+    return mode
 
 
 def validate_task_name(name: str) -> str:
@@ -385,15 +393,17 @@ class Extension:
     config_name: str
     code_version: str = ""
     mode: str = "onboard"  # onboard | iterate
+    # Rows: true class, columns: predicted, on the test examples the cycle measured its test
+    # accuracy on. Travels with the cycle's artifact to the report; the store keeps only the
+    # accuracy (a 1,000-class matrix would not belong in a path document).
+    test_confusion: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         validate_task_name(self.task)
         if self.path.task != self.task:
             raise SchemaError(f"extension.path.task={self.path.task!r} does not match "
                               f"extension.task={self.task!r}")
-        if self.mode not in ("onboard", "iterate"):
-            raise SchemaError(f"extension.mode={self.mode!r} is invalid: expected 'onboard' or "
-                              "'iterate'")
+        check_mode(self.mode, "extension.mode")
         for blob in self.blob_files:
             _check_hash("extension", "blob_files", blob)
 
@@ -406,7 +416,7 @@ class Extension:
                 "base_version": self.base_version, "path": self.path.to_dict(),
                 "blob_files": dict(sorted(self.blob_files.items())), "run_id": self.run_id,
                 "config_name": self.config_name, "code_version": self.code_version,
-                "mode": self.mode}
+                "mode": self.mode, "test_confusion": [list(row) for row in self.test_confusion]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Extension:
@@ -418,7 +428,9 @@ class Extension:
                    run_id=_get(d, "extension", "run_id", str),
                    config_name=_get(d, "extension", "config_name", str),
                    code_version=_get(d, "extension", "code_version", str, optional=True) or "",
-                   mode=_get(d, "extension", "mode", str))
+                   mode=_get(d, "extension", "mode", str),
+                   test_confusion=tuple(tuple(int(x) for x in row) for row in
+                                        d.get("test_confusion") or ()))
 
 
 def paths_by_hash(paths: Iterable[Path]) -> dict[str, Path]:

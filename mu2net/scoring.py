@@ -18,7 +18,7 @@ gives 3.82e11 (0.38 TFLOPs).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mu2net.config import ArchitectureConfig, ScoreConfig
@@ -62,3 +62,13 @@ def path_score(path: Path, system: SystemView, arch: ArchitectureConfig,
     return score_value(float(path.metrics["validation_accuracy"]),
                        system.accounted_params(path), forward_flops(arch, path.hparams),
                        config)
+
+
+def config_scorer(config: Any) -> Callable[[Path, SystemView], float]:
+    """The method's score for a `Config`, as the store's judge of same-task commit races:
+    `open_store(uri, config=cfg)` or `store.commit(ext, scorer=config_scorer(cfg))`."""
+
+    def score(path: Path, system: SystemView) -> float:
+        return path_score(path, system, config.architecture, config.score)
+
+    return score

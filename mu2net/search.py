@@ -6,8 +6,8 @@ One search cycle of one task:
     while state.generation < config.search.generations_per_cycle:
         state, specs = plan_generation(state, system, config)      # K child specs
         results = [train_child(s, state, system, task, config, blobs, out_dir) for s in specs]
-        state = select(state, results, system, config)              # population update
-    extension = close_cycle(state, system, task, config, blobs)     # best path, frozen
+        state = select(state, results, config)                      # population update
+    extension = close_cycle(state, task, config, blobs)             # best path, frozen
 
 `evolve` is exactly that loop. Each step is a function of its JSON-able inputs only (seeded by
 `derive_seed(state.seed, task, cycle, generation, child, purpose)`), so the pipeline can run
@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,118 +53,27 @@ from mu2net.schema import (
     Path,
     SystemView,
     TaskInfo,
+    check_mode,
     lock_holders,
 )
 from mu2net.scoring import forward_flops, path_score, score_value
-from mu2net.search_state import Candidate, SearchState, derive_seed
+from mu2net.search_state import (
+    Candidate,
+    ChildResult,
+    ChildSpec,
+    SearchState,
+    derive_seed,
+    finite_or_none,
+    search_record,
+)
 from mu2net.tasks.base import TaskData
-
-CHILD_SPEC_SCHEMA = "mu2net/child_spec/v1"
-CHILD_RESULT_SCHEMA = "mu2net/child_result/v1"
-MODES = ("onboard", "iterate")
-
-
-def _nullable(x: float) -> float | None:
-    return None if x is None or math.isinf(x) else float(x)
-
-
-# === Specs and results ======================================================================
-
-
-@dataclass(frozen=True)
-class ChildSpec:
-    """Everything needed to train one child, decided by `plan_generation`.
-
-    `parent` / `parent_task`: the parent path's hash and task (the root, another task, or this
-    task). `parent_score`: the score the child must reach to be retained, None (= -inf) unless
-    the parent is of the same task. `hparams`: the child's full hparams (incl. the generation's
-    `ds_*` and the learned `_mu_|<action>` probabilities). `plan`: per component, reuse a
-    frozen component, clone one, resize the root's position embeddings, or init fresh.
-    `mutations`: the actions that fired (incl. the generation's `hp:ds_*` and forced ones).
-    `data_seed`: the shuffle seed, shared by the generation's children (same batches).
-    """
-
-    task: str
-    generation: int
-    index: int
-    parent: str
-    parent_task: str
-    parent_score: float | None
-    hparams: Mapping[str, Any]
-    plan: tuple[Slot, ...]
-    mutations: tuple[str, ...]
-    data_seed: int
-    cycle: int = 0
-    base_version: int = 0
-    method_version: str = ""
-
-    @property
-    def trainable(self) -> list[str]:
-        return [s.name for s in self.plan if s.trainable]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"schema": CHILD_SPEC_SCHEMA, "task": self.task, "generation": self.generation,
-                "index": self.index, "parent": self.parent, "parent_task": self.parent_task,
-                "parent_score": _nullable(self.parent_score), "hparams": dict(self.hparams),
-                "plan": [s.to_dict() for s in self.plan], "mutations": list(self.mutations),
-                "data_seed": self.data_seed, "cycle": self.cycle,
-                "base_version": self.base_version, "method_version": self.method_version}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ChildSpec:
-        if not isinstance(d, Mapping) or d.get("schema") != CHILD_SPEC_SCHEMA:
-            raise SchemaError(f"child_spec.schema is invalid: expected {CHILD_SPEC_SCHEMA!r}")
-        try:
-            return cls(task=d["task"], generation=int(d["generation"]), index=int(d["index"]),
-                       parent=d["parent"], parent_task=d["parent_task"],
-                       parent_score=d["parent_score"], hparams=dict(d["hparams"]),
-                       plan=tuple(Slot.from_dict(s) for s in d["plan"]),
-                       mutations=tuple(d["mutations"]), data_seed=int(d["data_seed"]),
-                       cycle=int(d["cycle"]), base_version=int(d["base_version"]),
-                       method_version=d["method_version"])
-        except KeyError as exc:
-            raise SchemaError(f"child_spec.{exc.args[0]} is missing") from None
-
-
-@dataclass(frozen=True)
-class ChildResult:
-    """One trained child: its path (new components owned by the task), metrics, whether it was
-    retained (`improved`), its score, and `new_blobs` (sha256 -> `.npz` file written in the
-    step's out_dir; empty for a rejected child, whose parameters are discarded)."""
-
-    spec: ChildSpec
-    path: Path
-    metrics: Mapping[str, Any]
-    improved: bool
-    score: float
-    new_blobs: Mapping[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"schema": CHILD_RESULT_SCHEMA, "spec": self.spec.to_dict(),
-                "path": self.path.to_dict(), "metrics": dict(self.metrics),
-                "improved": self.improved, "score": _nullable(self.score),
-                "new_blobs": dict(sorted(self.new_blobs.items()))}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ChildResult:
-        if not isinstance(d, Mapping) or d.get("schema") != CHILD_RESULT_SCHEMA:
-            raise SchemaError(f"child_result.schema is invalid: expected "
-                              f"{CHILD_RESULT_SCHEMA!r}")
-        try:
-            score = d["score"]
-            return cls(spec=ChildSpec.from_dict(d["spec"]), path=Path.from_dict(d["path"]),
-                       metrics=dict(d["metrics"]), improved=bool(d["improved"]),
-                       score=-math.inf if score is None else float(score),
-                       new_blobs=dict(d["new_blobs"]))
-        except KeyError as exc:
-            raise SchemaError(f"child_result.{exc.args[0]} is missing") from None
-
 
 # === Helpers ================================================================================
 
 
 def _blob_source(state: SearchState, blobs: BlobSource) -> ParamsCache:
-    """Staged (uncommitted) blobs of this cycle first, then the given source."""
+    """Staged (uncommitted) blobs of this cycle first, then the given source (the store):
+    the one place the chain is built."""
     return ParamsCache(ChainBlobs([FileBlobs(state.staged_blobs), blobs]))
 
 
@@ -240,8 +148,7 @@ def start_cycle(system: SystemView, task_info: TaskInfo, config: Config, *, seed
     population starts empty. `iterate`: the task's published path is the population's first
     member, scored against the system, and its own unshared components become trainable
     (they are always cloned, never modified)."""
-    if mode not in MODES:
-        raise SchemaError(f"mode={mode!r} is invalid: expected one of {list(MODES)}")
+    check_mode(mode)
     population: tuple[Candidate, ...] = ()
     cycle = 0
     published = system.paths.get(task_info.name)
@@ -326,7 +233,7 @@ def plan_generation(state: SearchState, system: SystemView,
                                                     "init", name))
         fired += clone_fired
         specs.append(ChildSpec(task=state.task, generation=g, index=i, parent=parent.hash,
-                               parent_task=parent.task, parent_score=_nullable(parent_score),
+                               parent_task=parent.task, parent_score=finite_or_none(parent_score),
                                hparams=hparams, plan=tuple(slots), mutations=tuple(fired),
                                data_seed=data_seed, cycle=state.cycle,
                                base_version=state.base_version,
@@ -336,16 +243,18 @@ def plan_generation(state: SearchState, system: SystemView,
 
 def train_child(spec: ChildSpec, state: SearchState, system: SystemView, task: TaskData,
                 config: Config, blobs: BlobSource, out_dir: str, *,
-                execution: str = "auto", data_parallel: str | None = None) -> ChildResult:
+                execution: str = "auto", data_parallel: str | None = None,
+                progress: Callable[[int, int], None] | None = None) -> ChildResult:
     """Assemble the child from its plan, train it (method.md §5.1) and report it.
 
     Frozen components are read from `blobs` (or this cycle's staged files) and never written.
     If the child is retained, its new components are written to `out_dir/<sha256>.npz`
     (idempotent, so a retried step rewrites the same files).
 
-    `data_parallel` (`auto|off|on`, default `$MU2NET_DATA_PARALLEL` or `auto`): train on
-    several visible accelerators with the backend's data parallelism (`mu2net.distribute`);
-    `metrics["replicas"]` records how many were used.
+    `data_parallel` (`auto|off|on`, default `auto`; the train component passes
+    `$MU2NET_DATA_PARALLEL`): train on several visible accelerators with the backend's data
+    parallelism (`mu2net.distribute`); `metrics["replicas"]` records how many were used.
+    `progress(done, total)`: called after each validation.
     """
     from mu2net import distribute
     from mu2net.tasks.preprocess import make_dataset
@@ -392,7 +301,7 @@ def train_child(spec: ChildSpec, state: SearchState, system: SystemView, task: T
         outcome = train_model(model, train_ds, val_ds, budget=budget,
                               optimizer=make_optimizer(hparams, budget.total_steps, config),
                               trainable=trainable, score_fn=score_fn, best_start=best_start,
-                              execution=execution)
+                              execution=execution, progress=progress)
 
     components = []
     new_blobs: dict[str, str] = {}
@@ -422,8 +331,8 @@ def train_child(spec: ChildSpec, state: SearchState, system: SystemView, task: T
                        score=score_fn(outcome.quality), new_blobs=new_blobs)
 
 
-def select(state: SearchState, results: Sequence[ChildResult], system: SystemView,
-           config: Config, *, allow_missing: bool = False) -> SearchState:
+def select(state: SearchState, results: Sequence[ChildResult], config: Config, *,
+           allow_missing: bool = False) -> SearchState:
     """Retained children join the population; the population is cut to `population_cap` by
     score (ties: the most recent stay); the children's new blobs are staged; one history
     entry per child; the generation advances.
@@ -452,7 +361,7 @@ def select(state: SearchState, results: Sequence[ChildResult], system: SystemVie
         history.append({
             "generation": r.spec.generation, "index": r.spec.index, "parent": r.spec.parent,
             "parent_task": r.spec.parent_task, "improved": r.improved,
-            "score": _nullable(r.score), "parent_score": r.spec.parent_score,
+            "score": finite_or_none(r.score), "parent_score": r.spec.parent_score,
             "validation_accuracy": r.metrics.get("validation_accuracy"),
             "validation_curve": list(r.metrics.get("validation_curve", [])),
             "mutations": list(r.spec.mutations),
@@ -461,7 +370,8 @@ def select(state: SearchState, results: Sequence[ChildResult], system: SystemVie
             "ds_image_size": r.spec.hparams.get("ds_image_size"),
             "train_seconds": r.metrics.get("train_seconds"),
             "accounted_params": r.metrics.get("accounted_params"),
-            "flops": r.metrics.get("flops"), "path": r.path.hash})
+            "flops": r.metrics.get("flops"), "path": r.path.hash,
+            "mu": {k: v for k, v in sorted(r.spec.hparams.items()) if k.startswith("_mu_")}})
     # Keep the top `population_cap` (ties: newest kept); store best first, ties oldest first.
     keep = sorted(range(len(population)), key=lambda j: (-population[j].score, -j))
     keep = set(keep[:config.search.population_cap])
@@ -471,11 +381,11 @@ def select(state: SearchState, results: Sequence[ChildResult], system: SystemVie
                          generation=state.generation + 1)
 
 
-def close_cycle(state: SearchState, system: SystemView, task: TaskData, config: Config,
-                blobs: BlobSource, *, code_version: str = "") -> Extension:
+def close_cycle(state: SearchState, task: TaskData, config: Config, blobs: BlobSource, *,
+                code_version: str = "") -> Extension:
     """The cycle's extension: the best path of the population, with its test accuracy
     (measured once, here, on the test split) and only the blobs of its new components."""
-    from mu2net.predict import path_accuracy
+    from mu2net.predict import evaluate_test_split
 
     _check_task(state, task)
     _check_config(state, config)
@@ -487,11 +397,12 @@ def close_cycle(state: SearchState, system: SystemView, task: TaskData, config: 
     if config.search.test_examples:
         images, labels = images[:config.search.test_examples], labels[:config.search.test_examples]
     cache = _blob_source(state, blobs)
-    test_accuracy = path_accuracy(best.path, images, labels, cache,
-                                  batch_size=4 * config.search.batch_size)
+    test_accuracy, confusion = evaluate_test_split(best.path, images, labels,
+                                               task.info.num_classes, cache,
+                                               batch_size=4 * config.search.batch_size)
     metrics = {**best.path.metrics, "test_accuracy": test_accuracy,
                "test_examples": int(len(labels)), "num_cycles": state.cycle + 1,
-               "offspring": int(best.offspring)}
+               "offspring": int(best.offspring), "search": search_record(state)}
     path = Path(task=best.path.task, components=best.path.components,
                 hparams=best.path.hparams, method_version=best.path.method_version,
                 parent=best.path.parent, parent_task=best.path.parent_task, metrics=metrics)
@@ -499,7 +410,8 @@ def close_cycle(state: SearchState, system: SystemView, task: TaskData, config: 
                   if c.blob in state.staged_blobs}
     return Extension(task=state.task, base_version=state.base_version, path=path,
                      blob_files=blob_files, run_id=state.run_id, config_name=config.name,
-                     code_version=code_version, mode=state.mode)
+                     code_version=code_version, mode=state.mode,
+                     test_confusion=tuple(tuple(row) for row in confusion))
 
 
 def evolve(system: SystemView, task: TaskData, config: Config, blobs: BlobSource, *,
@@ -516,9 +428,9 @@ def evolve(system: SystemView, task: TaskData, config: Config, blobs: BlobSource
         results = [train_child(spec, state, system, task, config, blobs, out_dir,
                                execution=execution, data_parallel=data_parallel)
                    for spec in specs]
-        state = select(state, results, system, config)
+        state = select(state, results, config)
         write_file_atomic(os.path.join(workdir, "state.json"), state.to_json().encode())
-    return close_cycle(state, system, task, config, blobs, code_version=code_version)
+    return close_cycle(state, task, config, blobs, code_version=code_version)
 
 
 

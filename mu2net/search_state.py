@@ -22,7 +22,8 @@ import numpy as np
 
 from mu2net.config import canonical_json
 from mu2net.errors import SchemaError
-from mu2net.schema import HASH_RE, Path, TaskInfo, validate_task_name
+from mu2net.mutations import Slot
+from mu2net.schema import HASH_RE, ROOT_TASK, Path, TaskInfo, check_mode, validate_task_name
 
 STATE_SCHEMA = "mu2net/search_state/v1"
 
@@ -92,9 +93,7 @@ class SearchState:
 
     def __post_init__(self) -> None:
         validate_task_name(self.task)
-        if self.mode not in ("onboard", "iterate"):
-            raise SchemaError(f"search_state.mode={self.mode!r} is invalid: expected 'onboard' "
-                              "or 'iterate'")
+        check_mode(self.mode, "search_state.mode")
         for key in self.staged_blobs:
             if not HASH_RE.match(key):
                 raise SchemaError(f"search_state.staged_blobs key {key!r} is not a sha256 digest")
@@ -153,3 +152,156 @@ class SearchState:
         import json
 
         return cls.from_dict(json.loads(text))
+
+
+# === what travels between the steps of a generation ========================================
+
+
+CHILD_SPEC_SCHEMA = "mu2net/child_spec/v1"
+CHILD_RESULT_SCHEMA = "mu2net/child_result/v1"
+SEARCH_RECORD_SCHEMA = "mu2net/search_record/v1"
+
+
+def finite_or_none(x: float) -> float | None:
+    return None if x is None or math.isinf(x) else float(x)
+
+
+# === Specs and results ======================================================================
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """Everything needed to train one child, decided by `plan_generation`.
+
+    `parent` / `parent_task`: the parent path's hash and task (the root, another task, or this
+    task). `parent_score`: the score the child must reach to be retained, None (= -inf) unless
+    the parent is of the same task. `hparams`: the child's full hparams (incl. the generation's
+    `ds_*` and the learned `_mu_|<action>` probabilities). `plan`: per component, reuse a
+    frozen component, clone one, resize the root's position embeddings, or init fresh.
+    `mutations`: the actions that fired (incl. the generation's `hp:ds_*` and forced ones).
+    `data_seed`: the shuffle seed, shared by the generation's children (same batches).
+    """
+
+    task: str
+    generation: int
+    index: int
+    parent: str
+    parent_task: str
+    parent_score: float | None
+    hparams: Mapping[str, Any]
+    plan: tuple[Slot, ...]
+    mutations: tuple[str, ...]
+    data_seed: int
+    cycle: int = 0
+    base_version: int = 0
+    method_version: str = ""
+
+    @property
+    def trainable(self) -> list[str]:
+        return [s.name for s in self.plan if s.trainable]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": CHILD_SPEC_SCHEMA, "task": self.task, "generation": self.generation,
+                "index": self.index, "parent": self.parent, "parent_task": self.parent_task,
+                "parent_score": finite_or_none(self.parent_score), "hparams": dict(self.hparams),
+                "plan": [s.to_dict() for s in self.plan], "mutations": list(self.mutations),
+                "data_seed": self.data_seed, "cycle": self.cycle,
+                "base_version": self.base_version, "method_version": self.method_version}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ChildSpec:
+        if not isinstance(d, Mapping) or d.get("schema") != CHILD_SPEC_SCHEMA:
+            raise SchemaError(f"child_spec.schema is invalid: expected {CHILD_SPEC_SCHEMA!r}")
+        try:
+            return cls(task=d["task"], generation=int(d["generation"]), index=int(d["index"]),
+                       parent=d["parent"], parent_task=d["parent_task"],
+                       parent_score=d["parent_score"], hparams=dict(d["hparams"]),
+                       plan=tuple(Slot.from_dict(s) for s in d["plan"]),
+                       mutations=tuple(d["mutations"]), data_seed=int(d["data_seed"]),
+                       cycle=int(d["cycle"]), base_version=int(d["base_version"]),
+                       method_version=d["method_version"])
+        except KeyError as exc:
+            raise SchemaError(f"child_spec.{exc.args[0]} is missing") from None
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    """One trained child: its path (new components owned by the task), metrics, whether it was
+    retained (`improved`), its score, and `new_blobs` (sha256 -> `.npz` file written in the
+    step's out_dir; empty for a rejected child, whose parameters are discarded)."""
+
+    spec: ChildSpec
+    path: Path
+    metrics: Mapping[str, Any]
+    improved: bool
+    score: float
+    new_blobs: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": CHILD_RESULT_SCHEMA, "spec": self.spec.to_dict(),
+                "path": self.path.to_dict(), "metrics": dict(self.metrics),
+                "improved": self.improved, "score": finite_or_none(self.score),
+                "new_blobs": dict(sorted(self.new_blobs.items()))}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ChildResult:
+        if not isinstance(d, Mapping) or d.get("schema") != CHILD_RESULT_SCHEMA:
+            raise SchemaError(f"child_result.schema is invalid: expected "
+                              f"{CHILD_RESULT_SCHEMA!r}")
+        try:
+            score = d["score"]
+            return cls(spec=ChildSpec.from_dict(d["spec"]), path=Path.from_dict(d["path"]),
+                       metrics=dict(d["metrics"]), improved=bool(d["improved"]),
+                       score=-math.inf if score is None else float(score),
+                       new_blobs=dict(d["new_blobs"]))
+        except KeyError as exc:
+            raise SchemaError(f"child_result.{exc.args[0]} is missing") from None
+
+
+# === the compact record of a cycle, published with its path ================================
+
+
+def _parent_kind(parent_task: str, task: str) -> str:
+    return "self" if parent_task == task else "root" if parent_task == ROOT_TASK else "other"
+
+
+def _round(x: Any) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else round(float(x), 4)
+
+
+def search_record(state: SearchState) -> dict[str, Any]:
+    """What the cycle's search did, compact enough to travel in the committed path's metrics
+    (`metrics["search"]`, SEARCH_RECORD_SCHEMA): the report draws the search from it long
+    after the run's artifacts are gone.
+
+    `children`: one row per trained child in training order, `[generation, index, parent kind
+    (self | other | root), parent task, mutations, validation accuracy, score, kept]` (kept:
+    retained in the population when trained). `mu`: per generation, the mean learned mutation
+    probability of each action over its children (`*` is the base `_mu_`). `published`:
+    `[generation, index]` of the child whose path the cycle publishes (None: an older path).
+    `start_score`: the score of the task's own path the cycle started from (iterate), if any.
+    """
+    rows, by_generation, published = [], {}, None
+    best = state.best()
+    for h in state.history:
+        rows.append([h["generation"], h["index"], _parent_kind(h["parent_task"], state.task),
+                     h["parent_task"], list(h["mutations"]),
+                     _round(h.get("validation_accuracy")), _round(h.get("score")),
+                     bool(h["improved"])])
+        by_generation.setdefault(h["generation"], []).append(h.get("mu") or {})
+        if best is not None and h.get("path") == best.path.hash:
+            published = [h["generation"], h["index"]]
+    mu = []
+    for g in sorted(by_generation):
+        children = by_generation[g]
+        actions = sorted({k for c in children for k in c if k != "_mu_"})
+        mean = {"*": _round(np.mean([float(c.get("_mu_", 0.0)) for c in children]))}
+        for key in actions:
+            mean[key[len("_mu_|"):]] = _round(np.mean([float(c.get(key, c.get("_mu_", 0.0)))
+                                                       for c in children]))
+        mu.append(mean)
+    start = [h["parent_score"] for h in state.history if h["generation"] == 0
+             and h["parent_task"] == state.task and h.get("parent_score") is not None]
+    return {"schema": SEARCH_RECORD_SCHEMA, "cycle": state.cycle, "mode": state.mode,
+            "base_version": state.base_version, "children": rows, "mu": mu,
+            "published": published, "start_score": _round(max(start)) if start else None}

@@ -31,6 +31,7 @@ from typing import Any
 from mu2net.config import Config, canonical_json
 from mu2net.errors import ConfigError, SchemaError, StoreError, TaskError
 from mu2net.params_io import write_file_atomic
+from mu2net.tensorboard import finite_scalars
 
 REQUEST_FILE = "request.json"
 STATE_FILE = "state.json"
@@ -39,8 +40,6 @@ RESULT_FILE = "result.json"
 EXTENSION_FILE = "extension.json"
 COMMIT_FILE = "commit.json"
 BLOBS_DIR = "blobs"
-NEXT = "next"
-MODES = ("onboard", "iterate")
 FAULT_ENV = "MU2NET_FAULT_AFTER_COMMIT"  # tests: path of a marker file, see commit_step
 LEASE_MARGIN_S = 3600.0
 
@@ -84,24 +83,8 @@ def _read_json(path: str, what: str) -> Any:
 def _open_store(store_uri: str, config: Config | None = None) -> Any:
     """The store; with a config, same-task commit races are decided by the method's score."""
     from mu2net.store import open_store
-    from mu2net.store.versioned import config_scorer
 
-    if not store_uri:
-        raise StoreError("store_uri is empty: pass the store (gs://bucket/prefix or a folder)")
-    if config is None:
-        return open_store(store_uri)
-    return open_store(store_uri, scorer=config_scorer(config))
-
-
-def _numbers(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """Finite scalar metrics (bools and lists dropped) for the KFP Metrics artifact."""
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        if math.isfinite(float(value)):
-            out[prefix + key] = float(value)
-    return out
+    return open_store(store_uri, config)
 
 
 # === staged blobs in artifact folders =======================================================
@@ -151,18 +134,11 @@ def save_result(result: Any, folder: str) -> None:
 
 
 def load_result(folder: str) -> Any:
-    from mu2net.search import ChildResult
+    from mu2net.search_state import ChildResult
 
     doc = _read_json(os.path.join(folder, RESULT_FILE), "child result")
     doc["new_blobs"] = {b: os.path.join(folder, rel) for b, rel in doc["new_blobs"].items()}
     return ChildResult.from_dict(doc)
-
-
-def blob_source(store: Any, staged: Mapping[str, str]) -> Any:
-    """Staged files first (this cycle's uncommitted components), then the store."""
-    from mu2net.blobs import ChainBlobs, FileBlobs
-
-    return ChainBlobs([FileBlobs(staged), store])
 
 
 def load_task_dir(task_dir: str) -> tuple[dict[str, Any], Any]:
@@ -171,89 +147,6 @@ def load_task_dir(task_dir: str) -> tuple[dict[str, Any], Any]:
 
     request = _read_json(os.path.join(task_dir, REQUEST_FILE), "task request")
     return request, load_prepared(prepared_dir(task_dir, request["task"]))
-
-
-# === the task queue and the re-evolution rule ==============================================
-
-
-def gain_ranking(view: Any) -> list[tuple[float, str]]:
-    """Tasks by expected gain of one more cycle, best first.
-
-    The rule: gain = (1 - validation accuracy) / (1 + cycles so far). The error left is the
-    headroom; dividing by the cycles already spent favours tasks the search has explored
-    least (each cycle has diminishing returns). Ties go to the task name, alphabetically.
-    The cycle count is the one each path records (`metrics["num_cycles"]`, set when its cycle
-    closed), so ranking reads one version, never the history.
-    """
-    ranked = []
-    for task, path in view.paths.items():
-        accuracy = float(path.metrics.get("validation_accuracy", 0.0))
-        cycles = int(path.metrics.get("num_cycles", 1))
-        ranked.append(((1.0 - accuracy) / (1 + cycles), task))
-    return sorted(ranked, key=lambda item: (-item[0], item[1]))
-
-
-def pick_task_to_iterate(store: Any) -> str | None:
-    """The task with the most to gain (see `gain_ranking`), or None if the store has none."""
-    head = store.head()
-    if head is None:
-        return None
-    ranking = gain_ranking(store.load_system(head))
-    return ranking[0][1] if ranking else None
-
-
-def task_source(store: Any, name: str) -> str:
-    """The source spec a task was ingested from (recorded by every ingest step)."""
-    sources = sorted({info.source for info in store.task_infos(name)})
-    if not sources:
-        raise TaskError(f"task {name!r} has no recorded source in store {store.uri!r}: "
-                        "iterate it with its source spec instead of its name")
-    if len(sources) > 1:
-        raise TaskError(f"task {name!r} was ingested from several sources {sources}: iterate "
-                        "it with the source spec to use")
-    return sources[0]
-
-
-def resolve_request(store: Any, task_spec: str, mode: str, run_id: str) -> dict[str, Any]:
-    """What this run works on: {"spec", "mode", "name", "queue_entry"}.
-
-    * "next": the oldest pending queue entry (or the one this run took, on a retry), else
-      the task with the most to gain (mode iterate);
-    * mode iterate with a task name of the store: that task, from its recorded source;
-    * anything else: a source spec, as given.
-    """
-    if mode not in MODES:
-        raise ConfigError(f"mode={mode!r} is invalid: expected one of {list(MODES)}")
-    spec = (task_spec or "").strip()
-    if not spec:
-        raise TaskError(f"task_spec is empty: pass a source spec, a task name or {NEXT!r}")
-    if spec == NEXT:
-        # A retried step must not take a second task: reuse (or re-fail) this run's entry.
-        for held in store.queue():
-            if held.run_id == run_id and held.state == "failed":
-                raise TaskError(f"queue entry {held.id} ({held.spec}) already failed in run "
-                                f"{run_id}: {held.error}")
-        entry = store.take_next(run_id)  # returns the entry this run holds, if any
-        if entry is not None:
-            try:
-                if entry.spec.strip() == NEXT:
-                    raise TaskError(f"queue entry {entry.id} has spec {NEXT!r}: a queue entry "
-                                    "must name a task source or, to iterate, a task")
-                resolved = resolve_request(store, entry.spec, entry.mode, run_id)
-            except (TaskError, ConfigError) as exc:
-                store.finish(entry.id, error=f"{type(exc).__name__}: {exc}")
-                raise
-            return {**resolved, "queue_entry": entry.id}
-        name = pick_task_to_iterate(store)
-        if name is None:
-            raise TaskError(f"nothing to do: the queue of store {store.uri!r} is empty and the "
-                            "store holds no task to re-evolve")
-        return {"spec": task_source(store, name), "mode": "iterate", "name": name,
-                "queue_entry": ""}
-    if mode == "iterate" and ":" not in spec:
-        return {"spec": task_source(store, spec), "mode": "iterate", "name": spec,
-                "queue_entry": ""}
-    return {"spec": spec, "mode": mode, "name": None, "queue_entry": ""}
 
 
 # === steps ==================================================================================
@@ -266,6 +159,8 @@ def ingest_step(*, task_spec: str, mode: str, store_uri: str, data_dir: str, run
 
     load_config(config_json, config_hash)
     store = _open_store(store_uri)
+    from mu2net.queue import resolve_request
+
     request = resolve_request(store, task_spec, mode, run_id)
     try:
         info = ingest(request["spec"], task_dir, data_dir=data_dir or None,
@@ -331,73 +226,38 @@ def plan_step(*, state_dir: str, generation: int, store_uri: str, config_json: s
     return items
 
 
-def write_tensorboard(metrics: Mapping[str, Any], logdir: str) -> int:
-    """Write a child's training curves and final scalars as TensorBoard events; returns the
-    number of scalar points written.
-
-    Every list of numbers in `metrics` (`validation_curve`, `train_losses`: one value per
-    validation) becomes a curve whose step is the number of examples trained when it was
-    measured (`examples_trained` spread evenly over the validations); every scalar is written
-    once, at the last step. TensorBoard reads the run's pipeline root recursively, so each
-    child's events appear as one run named after its artifact path.
-
-    The events are written with `tf.summary.write` and the scalars plugin's metadata (what
-    `tensorboard.summary.scalar` writes), so the images need no `tensorboard` package; only
-    the machine viewing them does.
-    """
-    import tensorflow as tf
-    from tensorflow.core.framework import summary_pb2
-
-    meta = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-
-    def scalar(tag: str, value: float, step: int) -> None:
-        tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=meta)
-
-    os.makedirs(logdir, exist_ok=True)
-    series = {k: [float(x) for x in v] for k, v in metrics.items()
-              if isinstance(v, list | tuple) and v
-              and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)}
-    total = int(metrics.get("examples_trained") or 0)
-    longest = max((len(v) for v in series.values()), default=1)
-    written = 0
-    writer = tf.summary.create_file_writer(logdir)
-    with writer.as_default():
-        for name, values in sorted(series.items()):
-            for i, value in enumerate(values):
-                step = total * (i + 1) // len(values) if total else i + 1
-                if math.isfinite(value):
-                    scalar(f"curve/{name}", value, step)
-                    written += 1
-        last = total or longest
-        for name, value in sorted(_numbers(metrics).items()):
-            scalar(f"final/{name}", value, last)
-            written += 1
-    writer.flush()
-    writer.close()
-    return written
-
-
 def train_step(*, spec_json: str, plan_dir: str, task_dir: str, store_uri: str,
                config_json: str, config_hash: str, result_dir: str,
-               tensorboard_dir: str) -> dict[str, Any]:
-    """Train one child; write its result and new blobs, and its TensorBoard events."""
+               tensorboard_dir: str, data_parallel: str | None = None,
+               target: str = "cpu") -> dict[str, Any]:
+    """Train one child; write its result and new blobs, and its TensorBoard events.
+    `data_parallel`: auto|off|on (`mu2net.distribute`), as the entry point read it. `target`:
+    the device target the pipeline was compiled for; a gpu/tpu child refuses to start without
+    its accelerator instead of training on the CPU for hours."""
     from mu2net import search
+    from mu2net.distribute import require_accelerator
+    from mu2net.progress import emitter
+    from mu2net.search_state import ChildSpec
 
     config = load_config(config_json, config_hash)
+    require_accelerator(target)
     state = load_state(plan_dir)
-    spec = search.ChildSpec.from_dict(json.loads(spec_json))
+    spec = ChildSpec.from_dict(json.loads(spec_json))
     store = _open_store(store_uri, config)
     _, task = load_task_dir(task_dir)
     os.makedirs(result_dir, exist_ok=True)
     result = search.train_child(spec, state, store.load_system(state.base_version), task,
-                                config, blob_source(store, state.staged_blobs), result_dir)
+                                config, store, result_dir, data_parallel=data_parallel,
+                                progress=emitter(f"generation {spec.generation + 1} child "
+                                                 f"{spec.index + 1} training"))
     save_result(result, result_dir)
-    metrics = {**_numbers(result.metrics), "score": result.score,
+    metrics = {**finite_scalars(result.metrics), "score": result.score,
                "improved": float(bool(result.improved))}
+    from mu2net.tensorboard import write_tensorboard
+
     write_tensorboard({**result.metrics, "score": result.score,
                        "improved": float(bool(result.improved))}, tensorboard_dir)
-    return {"metrics": _numbers(metrics), "score": float(result.score)
+    return {"metrics": finite_scalars(metrics), "score": float(result.score)
             if math.isfinite(result.score) else -1.0,
             "metadata": {"improved": bool(result.improved),
                          "new_blobs": len(result.new_blobs)}}
@@ -412,7 +272,7 @@ def select_step(*, plan_dir: str, result_dirs: Sequence[str], store_uri: str,
     state = load_state(plan_dir)
     results = [load_result(folder) for folder in result_dirs]
     store = _open_store(store_uri, config)
-    state = search.select(state, results, store.load_system(state.base_version), config)
+    state = search.select(state, results, config)
     save_state(state, state_dir)
     store.acquire_lease(state.run_id, ttl_s=lease_ttl(config), base_version=state.base_version,
                         blobs=sorted(state.staged_blobs))
@@ -425,11 +285,11 @@ def select_step(*, plan_dir: str, result_dirs: Sequence[str], store_uri: str,
                         "best_score": float(best_score)}}
 
 
-def _maybe_inject_fault() -> None:
-    """Test hook: with MU2NET_FAULT_AFTER_COMMIT=<marker file>, the first commit step to get
-    here creates the marker and fails (after the store's compare-and-swap), so the retry's
-    idempotency can be tested through the real pipeline."""
-    marker = os.environ.get(FAULT_ENV, "")
+def _maybe_inject_fault(marker: str) -> None:
+    """Test hook: with a marker file path (the commit component passes
+    $MU2NET_FAULT_AFTER_COMMIT), the first commit step to get here creates the marker and fails
+    (after the store's compare-and-swap), so the retry's idempotency can be tested through the
+    real pipeline."""
     if marker and not os.path.exists(marker):
         with open(marker, "w") as fh:
             fh.write("injected\n")
@@ -440,7 +300,7 @@ def path_metrics(path: Any, view: Any, config: Config) -> dict[str, float]:
     """The committed path's dashboard numbers, read against a system version."""
     from mu2net.scoring import forward_flops, path_score
 
-    metrics = _numbers(path.metrics)
+    metrics = finite_scalars(path.metrics)
     metrics["accounted_params"] = float(view.accounted_params(path))
     metrics["params"] = float(path.num_params)
     metrics["flops"] = float(forward_flops(config.architecture, path.hparams))
@@ -450,7 +310,8 @@ def path_metrics(path: Any, view: Any, config: Config) -> dict[str, float]:
 
 
 def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: str,
-                config_json: str, config_hash: str, extension_dir: str) -> dict[str, Any]:
+                config_json: str, config_hash: str, extension_dir: str,
+                fault_marker: str = "") -> dict[str, Any]:
     """Close the cycle and commit its extension (idempotent per run id)."""
     from mu2net import search
 
@@ -458,15 +319,13 @@ def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: 
     state = load_state(state_dir)
     store = _open_store(store_uri, config)
     request, task = load_task_dir(task_dir)
-    system = store.load_system(state.base_version)
-    extension = search.close_cycle(state, system, task, config,
-                                   blob_source(store, state.staged_blobs),
-                                   code_version=code_version)
+    extension = search.close_cycle(state, task, config, store, code_version=code_version)
+    store.acquire_lease(state.run_id, ttl_s=lease_ttl(config), base_version=state.base_version)
     result = store.commit(extension)
-    _maybe_inject_fault()
+    _maybe_inject_fault(fault_marker)
     if request.get("queue_entry"):
         store.finish(request["queue_entry"])  # idempotent
-    store.release_lease(state.run_id)
+    # The lease stays until the report has read the committed version (report_step frees it).
     view = store.load_system(result.version)
     committed = view.paths[extension.task]
     doc = extension.to_dict()
@@ -488,7 +347,8 @@ def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: 
 def report_step(*, extension_dir: str, task_dir: str, store_uri: str, config_json: str,
                 config_hash: str, markdown_path: str, html_path: str) -> dict[str, Any]:
     """The run's dashboards: Markdown summary, HTML system graph and history, and the
-    committed path's confusion matrix on the test split."""
+    confusion matrix of this run's path on the test split (from the commit step's artifact:
+    the test split is evaluated once per cycle)."""
     from mu2net import report
 
     config = load_config(config_json, config_hash)
@@ -498,12 +358,15 @@ def report_step(*, extension_dir: str, task_dir: str, store_uri: str, config_jso
     version = int(commit["version"])
     view = store.load_system(version)
     path = view.paths[commit["task"]]
-    confusion = report.confusion_matrix_of(store, path, task, config, version=version)
+    # Measured once, by the commit step's close of the cycle, on this run's path.
+    extension = _read_json(os.path.join(extension_dir, EXTENSION_FILE), "extension")
+    confusion = [list(row) for row in extension.get("test_confusion") or []]
     metrics = path_metrics(path, view, config)
     line = report.one_line(commit, metrics)
     with open(markdown_path, "w") as fh:
         fh.write(report.run_markdown(commit, metrics, view, config, confusion))
     with open(html_path, "w") as fh:
         fh.write(report.system_html(store, version))
+    store.release_lease(commit["run_id"])  # the last step that reads the run's version
     return {"line": line, "class_names": list(task.info.class_names),
             "confusion_matrix": confusion}

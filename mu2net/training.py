@@ -194,7 +194,7 @@ def _classes() -> dict[str, type]:
             self.losses: list[float] = []
             self.snapshot: dict[str, dict[str, np.ndarray]] | None = None
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch, logs=None):  # noqa: ARG002 (the Keras signature)
             logs = logs or {}
             quality = float(logs["val_accuracy"])
             self.curve.append(quality)
@@ -273,14 +273,16 @@ def resolve_execution(execution: str, total_steps: int, replicas: int = 1) -> bo
 
 def train_model(model, train_ds, val_ds, *, budget: Budget, optimizer, trainable: list[str],
                 score_fn: Callable[[float], float], best_start: float,
-                execution: str = "auto", patience: int | None = None) -> TrainOutcome:
+                execution: str = "auto", patience: int | None = None,
+                progress: Callable[[int, int], None] | None = None) -> TrainOutcome:
     """Train `model` for the whole budget with V validations and best-checkpoint retention.
 
     `train_ds` must yield at least T batches (repeat it); `val_ds` is the fixed subset.
     Improved iff some validation scored >= `best_start` (which is -inf for a new task).
     `patience`: stop early once the validation accuracy has not risen strictly for that many
     validations in a row (None: always train the whole budget, as the search does); the
-    outcome's steps and examples are those actually trained.
+    outcome's steps and examples are those actually trained. `progress(done, total)` is
+    called after each validation (the pipeline's progress bars).
     """
     if patience is not None and patience < 1:
         raise ConfigError(f"patience={patience} is invalid: expected None or >= 1")
@@ -289,8 +291,15 @@ def train_model(model, train_ds, val_ds, *, budget: Budget, optimizer, trainable
     compile_model(model, optimizer, run_eagerly=run_eagerly)
     retention = _classes()["Retention"](score_fn, best_start, list(trainable), patience)
     start = time.perf_counter()
+    callbacks = [retention]
+    if progress is not None:
+        import keras
+
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: progress(  # noqa: ARG005 (Keras calls logs=)
+                epoch + 1, budget.validations)))
     model.fit(train_ds, steps_per_epoch=budget.steps_per_validation, epochs=budget.validations,
-              validation_data=val_ds, callbacks=[retention], verbose=0, shuffle=False)
+              validation_data=val_ds, callbacks=callbacks, verbose=0, shuffle=False)
     seconds = time.perf_counter() - start
     improved = retention.snapshot is not None
     if improved:

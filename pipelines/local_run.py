@@ -4,8 +4,9 @@ The same compiled components run as on a cluster, each as a subprocess of this P
 (`SubprocessRunner(use_venv=False)`: the project must be installed in the running environment).
 Kubernetes settings (node pools, retries' backoff aside) have no effect locally and their
 warnings are silenced. kfp's own log lines go to a log file per run; `progress` receives one
-short line per finished step (called while stdout is redirected: write to a stream captured
-beforehand, not with print).
+short line per finished step with its own duration (a ParallelFor child named by its index)
+and bars with an ETA while children train (`mu2net.progress`; called while stdout is
+redirected: write to a stream captured beforehand, not with print).
 """
 
 import builtins
@@ -20,15 +21,14 @@ from collections.abc import Callable
 from typing import Any
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 
 
 class _LogStream(io.TextIOBase):
-    """Writes everything to a log file and reports each finished task."""
+    """Writes everything to a log file and hands each complete line to `on_line`."""
 
-    def __init__(self, log: io.TextIOBase, on_task: Callable[[str, str], None],
+    def __init__(self, log: io.TextIOBase, on_line: Callable[[str], None],
                  echo: io.TextIOBase | None) -> None:
-        self.log, self.on_task, self.echo = log, on_task, echo
+        self.log, self.on_line, self.echo = log, on_line, echo
         self._buffer = ""
 
     def write(self, text: str) -> int:
@@ -38,9 +38,7 @@ class _LogStream(io.TextIOBase):
         self._buffer += text
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
-            # parallel tasks can interleave their output within one line
-            for match in _FINISHED.finditer(_ANSI.sub("", line)):
-                self.on_task(match.group(1), match.group(2))
+            self.on_line(line)  # parallel tasks can interleave their output within one line
         return len(text)
 
     def flush(self) -> None:
@@ -50,14 +48,18 @@ class _LogStream(io.TextIOBase):
 def run_local(*, config_name: str, task_spec: str, store_uri: str, workdir: str,
               mode: str = "onboard", seed: int = 0, data_dir: str = "", run_id: str = "",
               image: str | None = None, code_version: str = "",
-              progress: Callable[[str], None] | None = None, verbose: bool = False
-              ) -> dict[str, Any]:
+              progress: Callable[[str], None] | None = None, verbose: bool = False,
+              runner: Any = None) -> dict[str, Any]:
     """Run one cycle of one task; returns {"line", "seconds", "log", "pipeline_root"}.
+
+    `runner`: the kfp.local runner; default `SubprocessRunner(use_venv=False)`. A
+    `kfp.local.DockerRunner` runs every step in `image` (tests/test_containers.py).
 
     Raises RunError naming the failing step's exception and the log file.
     """
     from kfp import local
 
+    from mu2net.progress import StepTimer
     from pipelines.onboard_task import build_pipeline
 
     workdir = os.path.abspath(workdir)
@@ -69,13 +71,13 @@ def run_local(*, config_name: str, task_spec: str, store_uri: str, workdir: str,
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", task_spec)[:60]
     log_path = os.path.join(logs, f"{stamp}-{safe}.log")
     started = time.monotonic()
-    last = [started]
+    timer = StepTimer()
 
-    def on_task(name: str, status: str) -> None:
-        now = time.monotonic()
-        if progress is not None:
-            progress(f"{name} {status.lower()} ({now - last[0]:.1f} s)")
-        last[0] = now
+    def on_line(line: str) -> None:
+        """Each step's own duration, which child it is, bars of training children."""
+        for text in timer.feed(line):
+            if progress is not None:
+                progress(text)
 
     pipeline = build_pipeline(config_name, "cpu", image=image, code_version=code_version,
                               retry_backoff="0s")
@@ -87,9 +89,10 @@ def run_local(*, config_name: str, task_spec: str, store_uri: str, workdir: str,
     real_handlers, real_level = root_logger.handlers[:], root_logger.level
     with open(log_path, "w") as log, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # k8s settings ignored locally; base image not python
-        stream = _LogStream(log, on_task, None if not verbose else _real_stdout())
+        stream = _LogStream(log, on_line, None if not verbose else _real_stdout())
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
-            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root,
+            local.init(runner=runner or local.SubprocessRunner(use_venv=False),
+                       pipeline_root=root,
                        enable_caching=False, raise_on_error=True)
             try:
                 run = pipeline(task_spec=task_spec, mode=mode, store_uri=store_uri, seed=seed,

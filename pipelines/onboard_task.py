@@ -20,15 +20,13 @@ from kfp import dsl
 from components import build_components
 from components.placement import place
 
-DEFAULT_STORE = "gs://mu2net-models/shared"
-
 
 def pipeline_name(config_name: str, target: str) -> str:
     return f"onboard-{config_name}-{target}".replace("_", "-")
 
 
 def build_pipeline(config_name: str, target: str, image: str | None = None, *,
-                   light_image: str | None = None, store_uri: str = DEFAULT_STORE,
+                   light_image: str | None = None, store_uri: str = "",
                    code_version: str = "", retry_backoff: str = "60s") -> Any:
     """The pipeline function for one config and device target.
 
@@ -37,16 +35,18 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
         target: cpu, gpu or tpu: the node pool children train on.
         image: The training image; default: the config's image.
         light_image: The image of the light steps (CPU nodes); default: `image`.
-        store_uri: The store URI offered as the run form's default.
+        store_uri: The store URI offered as the run form's default (empty: the config
+            module's `DEFAULT_STORE`).
         code_version: Recorded in every commit (the image tag `mu2net compile` uses).
         retry_backoff: Wait before retrying a failed or preempted step.
     """
-    from mu2net.config import TARGETS, get_config
+    from mu2net.config import DEFAULT_STORE, TARGETS, get_config
     from mu2net.errors import ConfigError
 
     if target not in TARGETS:
         raise ConfigError(f"target {target!r} is invalid: expected one of {list(TARGETS)}")
     config = get_config(config_name)
+    store_uri = store_uri or DEFAULT_STORE
     if image:
         config = config.replace(image=image)
     comps = build_components(config.image, light_image or config.image)
@@ -96,7 +96,7 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
             with dsl.ParallelFor(plan.outputs["Output"], parallelism=children,
                                  name=f"generation-{generation + 1}-children") as spec:
                 child = comps.train(spec=spec, plan=plan.outputs["plan"], task=task,
-                                    store_uri=store_uri, **cfg)
+                                    store_uri=store_uri, target=target, **cfg)
                 child.set_display_name(f"generation {generation + 1}: train child")
                 place(child, train_pool, retry_backoff=retry_backoff)
             select = light_step(comps.select(plan=plan.outputs["plan"],
@@ -104,9 +104,14 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
                                              store_uri=store_uri, **cfg),
                                 f"generation {generation + 1}: select")
             state = select.outputs["state"]
-        commit = light_step(comps.commit(state=state, task=task, store_uri=store_uri,
-                                         code_version=code_version, **cfg),
-                            "close cycle and commit", cache=False)
+        # Closing the cycle evaluates the best path on the test split (the cycle's one
+        # inference pass; the report reads its result): it runs where children train, never
+        # on the light pool, which a ViT-L test pass would outlast.
+        commit = comps.commit(state=state, task=task, store_uri=store_uri,
+                              code_version=code_version, **cfg)
+        commit.set_display_name("close cycle and commit")
+        commit.set_caching_options(enable_caching=False)
+        place(commit, train_pool, retry_backoff=retry_backoff)
         report = light_step(comps.report(extension=commit.outputs["extension"], task=task,
                                          store_uri=store_uri, **cfg), "report", cache=False)
         return report.outputs["Output"]

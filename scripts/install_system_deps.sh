@@ -8,6 +8,10 @@
 # counts as present when dpkg has it installed (ignored with MU2NET_UNPACK_DEBS=1) or
 # data/debroot/.unpacked/<package> exists (written only after a complete unpack), so the script
 # is idempotent and safe to rerun after a failure.
+#
+# Chromium (headless, for the report's browser test, tests/test_report.py) is installed only as
+# root with apt-get: its .deb needs its dependencies installed, not unpacked. Without it that
+# test skips and says why.
 set -euo pipefail
 PACKAGES="dataset-fashion-mnist fonts-dejavu-core fonts-dejavu-extra fonts-urw-base35 fonts-freefont-ttf \
   fonts-noto-core"
@@ -20,6 +24,11 @@ unpacked() { [ -f "$DEBROOT/.unpacked/$1" ]; }
 
 UNPACK=0
 if [ "$(id -u)" != "0" ] || [ "${MU2NET_UNPACK_DEBS:-0}" = "1" ]; then UNPACK=1; fi
+if [ "$(id -u)" = "0" ] && ! installed chromium; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends chromium >/dev/null \
+    || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }
+fi
 missing=""
 for p in $PACKAGES; do
   if unpacked "$p"; then continue; fi

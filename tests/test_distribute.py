@@ -161,15 +161,13 @@ def test_jax_data_parallel_on_two_cpu_devices_matches_one_device(tmp_path):
 # === the choice, in this process (one CPU device, TensorFlow backend) =======================
 
 
-def test_mode_comes_from_the_argument_then_the_environment(monkeypatch):
-    monkeypatch.delenv(distribute.ENV_VAR, raising=False)
+def test_mode_comes_from_the_argument_and_defaults_to_auto():
     assert distribute.resolve_mode() == "auto"
-    monkeypatch.setenv(distribute.ENV_VAR, "off")
-    assert distribute.resolve_mode() == "off"
+    assert distribute.resolve_mode("") == "auto"
+    assert distribute.resolve_mode("off") == "off"
     assert distribute.resolve_mode("on") == "on"
-    monkeypatch.setenv(distribute.ENV_VAR, "yes")
     with pytest.raises(ConfigError, match=r"MU2NET_DATA_PARALLEL='yes'.*'auto', 'off', 'on'"):
-        distribute.resolve_mode()
+        distribute.resolve_mode("yes")
 
 
 def test_one_device_means_no_distribution_and_on_refuses(monkeypatch):

@@ -60,8 +60,13 @@ def test_dockerfile_pins_match_setup_cfg(kind):
     # the project's wheel, without re-resolving its dependencies
     assert re.search(r"pip install --no-deps /tmp/wheels/mu2net-\*\.whl", text)
     assert "COPY dist/mu2net-*.whl" in text
-    # the Python of the image is the one setup.cfg targets
-    assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
+    # the Python of the image is the one setup.cfg targets; any such base can replace it
+    assert arg_default(text, "BASE") == "python:3.11-slim"
+    assert re.search(r"^FROM \$\{BASE\}$", text, re.M)
+    # optional offline install from a wheelhouse, mounted for that one step only
+    assert re.search(r"^ARG WHEELHOUSE=$", text, re.M)
+    assert "RUN --mount=type=bind,source=dist,target=/tmp/dist" in text
+    assert 'PIP_NO_INDEX=1 PIP_FIND_LINKS="/tmp/dist/${WHEELHOUSE}"' in text
     backend = "jax" if kind == "tpu" else "tensorflow"
     assert f"KERAS_BACKEND={backend}" in text
     if kind == "tpu":
@@ -97,7 +102,7 @@ def test_images_run_as_non_root_without_credentials(kind):
 def test_build_context_is_whitelisted():
     lines = [line for line in (ROOT / ".dockerignore").read_text().splitlines()
              if line and not line.startswith("#")]
-    assert lines == ["*", "!images/requirements.txt", "!dist/*.whl"]
+    assert lines == ["*", "!images/requirements.txt", "!dist/*.whl", "!dist/wheelhouse/*.whl"]
 
 
 def test_build_script_tags_with_the_code_version():
@@ -147,7 +152,8 @@ def test_compiled_pipelines_reference_the_built_images(target, tmp_path):
     train = image_ref(registry, target, tag)
     light = image_ref(registry, "cpu", tag)
     assert set(images) == {train, light}
-    assert all(n.startswith("exec-train-child") for n in images[train]) or train == light
+    pool_steps = ("exec-train-child", "exec-close-and-commit")  # commit: the test inference
+    assert all(n.startswith(pool_steps) for n in images[train]) or train == light
     for image in images:
         kind = re.search(r"/mu2net-(\w+):", image).group(1)
         assert (IMAGES / f"{kind}.Dockerfile").exists()

@@ -40,7 +40,7 @@ def test_cli_rejects_zero_cycles_before_doing_anything(tmp_path, capsys, command
 
 
 def test_onboard_defaults_to_the_configs_cycles(monkeypatch, tmp_path):
-    from mu2net import commands
+    from mu2net.commands import local as commands
 
     seen = []
     monkeypatch.setattr(commands, "_run_cycles", lambda uri, tasks, args: seen.append(tasks) or 0)
@@ -69,7 +69,7 @@ class FakeStore:
 
 def test_each_cycle_reports_the_accuracy_it_committed_and_a_table_at_the_end(
         monkeypatch, capfd):
-    from mu2net import commands
+    from mu2net.commands import local as commands
 
     store, runs = FakeStore(), []
 

@@ -13,7 +13,8 @@ from pipelines.onboard_task import build_pipeline, pipeline_name
 TRAIN_IMAGE = "registry.example/mu2net-{target}:1.2.3"
 LIGHT_IMAGE = "registry.example/mu2net-cpu:1.2.3"
 LIGHT_STEPS = ("ingest-task", "start-cycle", "plan-generation", "select-children",
-               "close-and-commit", "report-run")
+               "report-run")
+POOL_STEPS = ("train-child", "close-and-commit")  # on the target's pool (commit: test inference)
 
 # The exact placement per target: (IR accelerator, node selector labels, tolerations,
 # cpu request, memory request, deadline seconds, retries).
@@ -69,7 +70,9 @@ def test_placement_is_exact(config_name, target, tmp_path):
 
     trains = executors_of(spec, "train-child")
     assert len(trains) == config.search.generations_per_cycle
-    for label, executor in trains.items():
+    commits = executors_of(spec, "close-and-commit")
+    assert len(commits) == 1
+    for label, executor in {**trains, **commits}.items():
         container = executor["container"]
         assert container["image"] == TRAIN_IMAGE.format(target=target)
         resources = container["resources"]
@@ -97,7 +100,7 @@ def test_placement_is_exact(config_name, target, tmp_path):
             assert k8s[label] == {"activeDeadlineSeconds": "1800", "securityContext": SECURITY}
 
     for name, task in all_tasks(spec).items():
-        if "componentRef" in task and name.startswith("train-child"):
+        if "componentRef" in task and name.startswith(POOL_STEPS):
             assert task["retryPolicy"]["maxRetryCount"] == retries
         elif not name.startswith("for-loop"):
             assert task["retryPolicy"]["maxRetryCount"] == 3, name
@@ -168,7 +171,8 @@ def test_components_do_not_install_kfp_and_import_the_library(tmp_path):
 def test_build_components_binds_images():
     comps = build_components("img/train:1", "img/light:1")
     assert comps.train.component_spec.implementation.container.image == "img/train:1"
-    for stage in ("ingest", "start", "plan", "select", "commit", "report"):
+    assert comps.commit.component_spec.implementation.container.image == "img/train:1"
+    for stage in ("ingest", "start", "plan", "select", "report"):
         assert getattr(comps, stage).component_spec.implementation.container.image == \
             "img/light:1"
 

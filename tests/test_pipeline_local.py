@@ -10,6 +10,7 @@ the same extension as the in-process `evolve` for the same seed.
 import glob
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -66,6 +67,7 @@ def test_queued_task_survives_a_crash_after_the_commit(tmp_path, monkeypatch):
     # ParallelFor threads and that line can land on a stale stream (seen once in CI).
     # exactly one new version, and it is this run's
     assert store.head() == 1
+    assert store.leases() == []  # held through the report, then released
     versions = store.versions()
     assert [v.number for v in versions] == [1, 0]
     assert versions[0].provenance["task"] == "digits"
@@ -89,7 +91,12 @@ def test_queued_task_survives_a_crash_after_the_commit(tmp_path, monkeypatch):
     assert sum(matrix[i][i] for i in range(len(matrix))) / sum(map(sum, matrix)) == \
         pytest.approx(task["test_accuracy"])
     with open(step_outputs(out["pipeline_root"], "report-run", "system")) as fh:
-        assert "Shared components between tasks" in fh.read()
+        page = fh.read()
+    assert '<g id="path-digits">' in page and "Search, per cycle" in page
+    # the cycle's search record travels with the committed path
+    search = store.load_system().paths["digits"].metrics["search"]
+    assert len(search["children"]) == get_config(CONFIG).search.generations_per_cycle * \
+        get_config(CONFIG).search.children_per_generation
     with open(step_outputs(out["pipeline_root"], "report-run", "summary")) as fh:
         assert fh.read().startswith("# digits: system version 1")
     # TensorBoard events for every child
@@ -98,8 +105,9 @@ def test_queued_task_survives_a_crash_after_the_commit(tmp_path, monkeypatch):
     config = get_config(CONFIG)
     assert len(events) == config.search.generations_per_cycle * \
         config.search.children_per_generation
-    # progress lines name the steps
+    # progress lines name the steps, and each child with its own duration
     assert any(line.startswith("close-and-commit success") for line in lines)
+    assert any(re.match(r"train-child(-\d+)? child \d+ success \(\d", line) for line in lines)
 
 
 def test_a_failing_step_is_one_clear_error(tmp_path):

@@ -137,8 +137,8 @@ def test_steps_with_json_round_trips_give_the_same_extension_as_evolve(two_tasks
             out = str(tmp_path / f"gen{spec.generation}_child{spec.index}")
             results.append(roundtrip(train_child(spec, state, system, task, CONFIG, store, out),
                                      ChildResult))
-        state = roundtrip(select(state, results, system, CONFIG), SearchState)
-    ext = close_cycle(state, system, task, CONFIG, store)
+        state = roundtrip(select(state, results, CONFIG), SearchState)
+    ext = close_cycle(state, task, CONFIG, store)
     reference = two_tasks["ext_a"]
     assert ext.path == reference.path
     assert ext.path.hash == reference.path.hash
@@ -319,7 +319,7 @@ def test_retention_rule_keeps_a_child_only_if_it_reaches_its_same_task_parent(tm
                          system, task, CONFIG, store, str(tmp_path / "beaten"))
     assert not beaten.improved and beaten.new_blobs == {}
     assert not os.path.exists(str(tmp_path / "beaten"))
-    state2 = select(state, [beaten, dataclasses.replace(tie, spec=specs[1])], system, CONFIG)
+    state2 = select(state, [beaten, dataclasses.replace(tie, spec=specs[1])], CONFIG)
     assert len(state2.population) == 1 and state2.generation == 1
     assert set(state2.staged_blobs) == set(tie.new_blobs)
     assert [h["improved"] for h in state2.history] == [False, True]
@@ -340,18 +340,17 @@ def _result(spec_index, score, generation=0, improved=True, tag=""):
 
 def test_select_caps_the_population_by_score_and_stages_accepted_blobs():
     config = CONFIG.replace(search=dataclasses.replace(CONFIG.search, population_cap=2))
-    system = _system()
     state = _state(config=config)
-    state = select(state, [_result(0, 0.5), _result(1, 0.7)], system, config)
+    state = select(state, [_result(0, 0.5), _result(1, 0.7)], config)
     assert [c.score for c in state.population] == [0.7, 0.5]
     state = select(state, [_result(0, 0.6, 1, tag="x"), _result(1, 0.9, 1, improved=False)],
-                   system, config)
+                   config)
     assert [c.score for c in state.population] == [0.7, 0.6]
     assert len(state.staged_blobs) == 3 and state.generation == 2
     assert [h["improved"] for h in state.history] == [True, True, True, False]
     # a tie keeps the newest and makes it the best
     state = select(state, [_result(0, 0.7, 2, tag="y"), _result(1, 0.1, 2, improved=False)],
-                   system, config)
+                   config)
     assert [c.path.metrics["tag"] for c in state.population] == ["1", "0y"]
     assert state.best().path.metrics["tag"] == "0y"
     assert roundtrip(state, SearchState) == state
@@ -360,12 +359,12 @@ def test_select_caps_the_population_by_score_and_stages_accepted_blobs():
 def test_select_refuses_results_of_another_generation_or_an_incomplete_set():
     state = _state()
     with pytest.raises(SchemaError, match="does not belong to generation 0"):
-        select(state, [_result(0, 0.5, 1), _result(1, 0.5, 1)], _system(), CONFIG)
+        select(state, [_result(0, 0.5, 1), _result(1, 0.5, 1)], CONFIG)
     with pytest.raises(SchemaError, match=r"expected exactly \[0, 1\]"):
-        select(state, [_result(0, 0.5)], _system(), CONFIG)
-    assert select(state, [_result(1, 0.5)], _system(), CONFIG, allow_missing=True).generation == 1
+        select(state, [_result(0, 0.5)], CONFIG)
+    assert select(state, [_result(1, 0.5)], CONFIG, allow_missing=True).generation == 1
     with pytest.raises(SchemaError, match="expected exactly"):
-        select(state, [_result(1, 0.5), _result(1, 0.6)], _system(), CONFIG, allow_missing=True)
+        select(state, [_result(1, 0.5), _result(1, 0.6)], CONFIG, allow_missing=True)
 
 
 def test_specs_and_results_round_trip_through_json():

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from mu2net_helpers import random_root_store
 
-from mu2net import steps
+from mu2net import queue, steps, tensorboard
 from mu2net.cli import main
 from mu2net.config import get_config
-from mu2net.errors import ConfigError, TaskError
+from mu2net.errors import ConfigError, SchemaError, TaskError
 from mu2net.report import status_dict
 from mu2net.schema import Extension, Path, TaskInfo
 from mu2net.search_state import SearchState
@@ -68,49 +68,49 @@ def test_gain_rule_prefers_low_accuracy_and_few_cycles(store):
     commit_task(store, "c", 0.7, "r4")   # 0.30 / 2 = 0.150
     assert {t: p.metrics["num_cycles"] for t, p in store.load_system().paths.items()} == {
         "a": 1, "b": 2, "c": 1}
-    ranking = steps.gain_ranking(store.load_system())
+    ranking = queue.gain_ranking(store.load_system())
     assert [name for _, name in ranking] == ["c", "b", "a"]
     assert ranking[0][0] == pytest.approx(0.3 / 2)
-    assert steps.pick_task_to_iterate(store) == "c"
+    assert queue.pick_task_to_iterate(store) == "c"
 
 
 def test_next_takes_the_queue_then_the_task_with_most_to_gain(store):
     with pytest.raises(TaskError, match="nothing to do: the queue .* is empty"):
-        steps.resolve_request(store, "next", "onboard", "run-0")
+        queue.resolve_request(store, "next", "onboard", "run-0")
     entry = store.enqueue("demo:digits")
-    got = steps.resolve_request(store, "next", "onboard", "run-1")
+    got = queue.resolve_request(store, "next", "onboard", "run-1")
     assert got == {"spec": "demo:digits", "mode": "onboard", "name": None,
                    "queue_entry": entry.id}
     # a retried step of the same run gets the same entry; another run finds the queue empty
-    assert steps.resolve_request(store, "next", "onboard", "run-1")["queue_entry"] == entry.id
+    assert queue.resolve_request(store, "next", "onboard", "run-1")["queue_entry"] == entry.id
     # an entry that failed in this run is not replaced by another one on a retry
     failing = store.enqueue("demo:nope")
-    assert steps.resolve_request(store, "next", "onboard", "run-9")["queue_entry"] == failing.id
+    assert queue.resolve_request(store, "next", "onboard", "run-9")["queue_entry"] == failing.id
     store.finish(failing.id, error="TaskError: unknown")
     store.enqueue("demo:mnist_5k")
     with pytest.raises(TaskError, match=f"queue entry {failing.id} .* already failed"):
-        steps.resolve_request(store, "next", "onboard", "run-9")
+        queue.resolve_request(store, "next", "onboard", "run-9")
     store.take_next("run-other")
     commit_task(store, "digits", 0.5, "r1")
     store.put_task_info(task_info("digits", "demo:digits"))
-    got = steps.resolve_request(store, "next", "onboard", "run-2")
+    got = queue.resolve_request(store, "next", "onboard", "run-2")
     assert got == {"spec": "demo:digits", "mode": "iterate", "name": "digits",
                    "queue_entry": ""}
     # a queued iterate request may name the task instead of its source
     queued = store.enqueue("digits", "iterate")
-    assert steps.resolve_request(store, "next", "onboard", "run-7") == {
+    assert queue.resolve_request(store, "next", "onboard", "run-7") == {
         "spec": "demo:digits", "mode": "iterate", "name": "digits", "queue_entry": queued.id}
     # an unusable entry is marked failed, not left running
     bad = store.enqueue("unknown-task", "iterate")
     with pytest.raises(TaskError, match="no recorded source"):
-        steps.resolve_request(store, "next", "onboard", "run-8")
+        queue.resolve_request(store, "next", "onboard", "run-8")
     assert [e.state for e in store.queue() if e.id == bad.id] == ["failed"]
     # iterate by task name uses the recorded source
-    assert steps.resolve_request(store, "digits", "iterate", "run-3")["spec"] == "demo:digits"
+    assert queue.resolve_request(store, "digits", "iterate", "run-3")["spec"] == "demo:digits"
     with pytest.raises(TaskError, match="no recorded source"):
-        steps.resolve_request(store, "unknown", "iterate", "run-4")
-    with pytest.raises(ConfigError, match="mode='later' is invalid"):
-        steps.resolve_request(store, "demo:x", "later", "run-5")
+        queue.resolve_request(store, "unknown", "iterate", "run-4")
+    with pytest.raises(SchemaError, match="mode='later' is invalid"):
+        queue.resolve_request(store, "demo:x", "later", "run-5")
 
 
 def test_state_folders_carry_their_blobs(tmp_path):
@@ -134,7 +134,7 @@ def test_state_folders_carry_their_blobs(tmp_path):
 def test_tensorboard_events_round_trip(tmp_path):
     import tensorflow as tf
 
-    written = steps.write_tensorboard(
+    written = tensorboard.write_tensorboard(
         {"validation_curve": [0.2, 0.5], "train_losses": [2.0, 1.0], "examples_trained": 512,
          "validation_accuracy": 0.5, "improved": True, "mutations": ["a"]}, str(tmp_path))
     points = {}
@@ -169,7 +169,7 @@ def test_status_json_is_the_pinned_format(store):
 
 
 def test_confusion_matrix():
-    from mu2net.report import confusion_matrix
+    from mu2net.predict import confusion_matrix
 
     matrix = confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], 3)
     assert matrix == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
@@ -182,7 +182,7 @@ def test_report_html_lists_sharing_and_history(store, tmp_path):
     out = tmp_path / "report.html"
     assert main(["report", "--store", store.uri, "--out", str(out)]) == 0
     text = out.read_text()
-    assert "Shared components between tasks" in text and "<svg" in text
+    assert "System graph" in text and text.count('<g id="path-') == 2  # a line per task
     assert text.count("<tr><td>") >= 3  # one history row per version
 
 

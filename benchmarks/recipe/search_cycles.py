@@ -13,9 +13,9 @@ import time
 from mu2net.blobs import DirBlobs
 from mu2net.config import get_config
 from mu2net.root import cached_pretrained_root
+from mu2net.scoring import config_scorer
 from mu2net.search import evolve
 from mu2net.store import open_store
-from mu2net.store.versioned import config_scorer
 from mu2net.tasks.suite import ROOT_TASK_NAME, load_suite_task
 
 

@@ -23,9 +23,16 @@ BACKENDS = {
 }
 
 
-def open_store(uri: str, **options: Any) -> ModelStore:
-    """A store for `gs://bucket/prefix`, `file:///abs/dir` or a plain local path. `options`
-    go to the store (`cache_dir=`, `scorer=`; see `mu2net.store.versioned.VersionedStore`)."""
+def open_store(uri: str, config: Any = None, **options: Any) -> ModelStore:
+    """A store for `gs://bucket/prefix`, `file:///abs/dir` or a plain local path. With a
+    `Config`, same-task commit races are decided by the method's score. `options` go to the
+    store (`cache_dir=`, `scorer=`; see `mu2net.store.versioned.VersionedStore`)."""
+    if not uri:
+        raise StoreError("store URI is empty: pass gs://bucket/prefix or a local folder")
+    if config is not None:
+        from mu2net.scoring import config_scorer  # lazy: most store users need no model code
+
+        options.setdefault("scorer", config_scorer(config))
     scheme = uri.split("://", 1)[0] if "://" in uri else "file"
     if scheme not in BACKENDS:
         raise StoreError(f"store URI {uri!r} has unknown scheme {scheme!r}; valid: "

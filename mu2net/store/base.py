@@ -25,7 +25,7 @@ from typing import Any
 from mu2net.schema import Extension, Path, SystemVersion, SystemView, TaskInfo
 
 # How a same-task race is decided: the score of a path read against a system view (the merged
-# version). `mu2net.store.versioned.config_scorer(config)` builds the method's scorer.
+# version). `mu2net.scoring.config_scorer(config)` builds the method's scorer.
 ScoreFn = Callable[[Path, SystemView], float]
 
 
@@ -79,7 +79,8 @@ class ObjectBackend(abc.ABC):
     def delete(self, key: str) -> None:
         """Remove a key; a missing key is not an error."""
 
-    def sweep_partial(self, older_than: float, dry_run: bool = True) -> list[str]:
+    def sweep_partial(self, older_than: float, dry_run: bool = True  # noqa: ARG002
+                      ) -> list[str]:
         """Leftovers of interrupted writes last touched before `older_than` (epoch seconds),
         removed unless dry_run. Media whose writes are atomic (GCS) have none."""
         return []

@@ -48,11 +48,12 @@ class LocalBackend(ObjectBackend):
     """Objects as files under `root`. `fsync=False` skips flushing to disk (tests, seeding a
     benchmark): a killed process still leaves no partial object, a power cut might."""
 
-    def __init__(self, root: str, *, fsync: bool = True) -> None:
+    def __init__(self, root: str, *, fsync: bool = True, create: bool = True) -> None:
         self.root = os.path.abspath(root)
         self.uri = f"file://{self.root}"
         self.fsync = fsync
-        os.makedirs(os.path.join(self.root, _LOCK_DIR), exist_ok=True)
+        if create:  # read-only callers (status, report, predict) pass False: no folder appears
+            os.makedirs(os.path.join(self.root, _LOCK_DIR), exist_ok=True)
 
     # === ObjectBackend ======================================================================
 
@@ -226,9 +227,10 @@ def local_root(uri: str) -> str:
     return os.path.abspath(uri)
 
 
-def open_local(uri: str, *, fsync: bool = True, **options: Any) -> VersionedStore:
-    """The versioned store on a local folder (created if missing). `options` go to
-    `VersionedStore` (`cache_dir=`, `scorer=`)."""
+def open_local(uri: str, *, fsync: bool = True, create: bool = True,
+               **options: Any) -> VersionedStore:
+    """The versioned store on a local folder (created if missing, unless `create=False`).
+    `options` go to `VersionedStore` (`cache_dir=`, `scorer=`)."""
     from mu2net.store.versioned import VersionedStore
 
-    return VersionedStore(LocalBackend(local_root(uri), fsync=fsync), **options)
+    return VersionedStore(LocalBackend(local_root(uri), fsync=fsync, create=create), **options)

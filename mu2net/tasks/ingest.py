@@ -25,14 +25,13 @@ from typing import Any
 import numpy as np
 
 from mu2net.errors import TaskError
-from mu2net.schema import SPLITS, SystemView, TaskInfo
+from mu2net.schema import SPLITS, SystemView, TaskInfo, check_mode
 from mu2net.tasks.base import ArrayTask
 from mu2net.tasks.sources import DEFAULT_MAX_BAD_FRACTION, load_source, parse_spec
 
 FORMAT = "mu2net/prepared_task/v1"
 INFO_FILE = "task_info.json"
 SHARD_BYTES = 64 << 20
-MODES = ("onboard", "iterate")
 
 
 def prepared_dir(out_root: str | os.PathLike, name: str) -> pathlib.Path:
@@ -189,8 +188,7 @@ def check_onboarding(name: str, view: SystemView | None, mode: str = "onboard") 
     Raises:
       TaskError: with the reason and what to request instead.
     """
-    if mode not in MODES:
-        raise TaskError(f"mode={mode!r} is invalid: valid {list(MODES)}")
+    check_mode(mode)
     onboarded = view is not None and name in view.paths
     if onboarded and mode == "onboard":
         raise TaskError(f"task {name!r} is already onboarded (system version {view.number}): "

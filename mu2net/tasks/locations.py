@@ -14,6 +14,7 @@ import pathlib
 from typing import Any
 
 from mu2net.errors import TaskError
+from mu2net.gcloud import REQUEST_TIMEOUT_S, RETRY_DEADLINE_S, default_client, parse_gs_uri
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHARE_ROOTS = (pathlib.Path("/usr/share"), PROJECT_ROOT / "data" / "debroot" / "usr" / "share")
@@ -35,39 +36,26 @@ def find_share_file(relative: str, package: str) -> pathlib.Path:
                     f"{', '.join(tried)}): {INSTALL_HINT}")
 
 
-def split_gs_uri(uri: str) -> tuple[str, str]:
-    """('bucket', 'prefix/without/trailing/slash') of a `gs://bucket/prefix` URI."""
-    if not uri.startswith("gs://"):
-        raise TaskError(f"{uri!r} is not a gs:// URI")
-    bucket, _, prefix = uri[len("gs://"):].partition("/")
-    if not bucket:
-        raise TaskError(f"{uri!r} has no bucket: expected gs://BUCKET[/PREFIX]")
-    return bucket, prefix.strip("/")
-
-
-def gcs_client() -> Any:
-    """A google-cloud-storage client. With STORAGE_EMULATOR_HOST set (tests), the library itself
-    points at the emulator with anonymous credentials."""
-    from google.cloud import storage
-
-    return storage.Client()
-
-
 def mirror_gs_prefix(uri: str, local_dir: str | os.PathLike, *, client: Any = None) -> int:
     """Copy every object under `gs://bucket/prefix/` into `local_dir`, keeping relative paths.
 
     Returns the number of objects copied. Raises `TaskError` when the bucket cannot be read or
     nothing lies under the prefix (an unreadable location).
     """
+    import requests
     from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+    from google.cloud.storage.retry import DEFAULT_RETRY
 
-    bucket_name, prefix = split_gs_uri(uri)
-    client = client or gcs_client()
+    bucket_name, prefix = parse_gs_uri(uri, TaskError)
+    client = client or default_client(error=TaskError)
     local_root = pathlib.Path(local_dir)
     list_prefix = f"{prefix}/" if prefix else ""
     count = 0
     try:
-        for blob in client.list_blobs(bucket_name, prefix=list_prefix):
+        calls = {"timeout": REQUEST_TIMEOUT_S,
+                 "retry": DEFAULT_RETRY.with_timeout(RETRY_DEADLINE_S)}
+        for blob in client.list_blobs(bucket_name, prefix=list_prefix, **calls):
             rel = blob.name[len(list_prefix):]
             if not rel or rel.endswith("/"):
                 continue  # "folder" placeholder objects
@@ -76,10 +64,14 @@ def mirror_gs_prefix(uri: str, local_dir: str | os.PathLike, *, client: Any = No
                 raise TaskError(f"object {blob.name!r} under {uri!r} has an unsafe name")
             target = local_root.joinpath(*parts)
             target.parent.mkdir(parents=True, exist_ok=True)
-            blob.download_to_filename(str(target))
+            blob.download_to_filename(str(target), **calls)
             count += 1
     except (gexc.NotFound, gexc.Forbidden, gexc.Unauthorized) as exc:
         raise TaskError(f"cannot read {uri!r}: {exc.__class__.__name__}: {exc}") from exc
+    except (gexc.GoogleAPIError, auth_exc.GoogleAuthError,
+            requests.exceptions.RequestException) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TaskError(f"cannot read {uri!r}: {exc.__class__.__name__}: {first}") from exc
     if count == 0:
         raise TaskError(f"nothing found under {uri!r}: the location is empty or unreadable")
     return count

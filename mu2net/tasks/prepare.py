@@ -14,6 +14,7 @@ import numpy as np
 from mu2net.errors import TaskError
 from mu2net.schema import SPLITS
 from mu2net.tasks.base import ArrayTask
+from mu2net.tasks.validate import check_learnable, check_validation_size
 
 SLICE_PERCENT = 5  # method.md §5.5: a missing test split is train[0:5%]
 # A carved validation split: MIN_VALIDATION_EXAMPLES clamped to [10%, 25%] of its pool (why: see
@@ -128,7 +129,9 @@ def build_task(name: str, splits: Splits, class_names: Sequence[str], *, source:
     """Check the splits and wrap them as an `ArrayTask` (content-hashed).
 
     Raises `TaskError` for an empty split, fewer than two classes, labels outside
-    [0, num_classes), splits whose image shapes differ, or a training split with one class.
+    [0, num_classes), splits whose image shapes differ, a training split with one class, a
+    class without training images, or a validation split too small to compare children
+    (`mu2net.tasks.validate`).
     """
     if len(class_names) < 2:
         raise TaskError(f"task {name!r} has {len(class_names)} class(es) {list(class_names)}: "
@@ -153,5 +156,7 @@ def build_task(name: str, splits: Splits, class_names: Sequence[str], *, source:
     if len(present) < 2:
         raise TaskError(f"task {name!r}: the train split holds a single class "
                         f"{class_names[int(present[0])]!r}; a task needs at least 2")
+    check_learnable(name, splits, class_names)
+    check_validation_size(name, splits, len(class_names))
     return ArrayTask.from_arrays(name, {s: splits[s] for s in SPLITS}, class_names,
                                  source=source, description=description)

@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 
 from mu2net.errors import SchemaError, TaskError
+from mu2net.gcloud import default_client, parse_gs_uri
 from mu2net.schema import validate_task_name
 from mu2net.tasks.base import ArrayTask
-from mu2net.tasks.locations import mirror_gs_prefix, split_gs_uri
+from mu2net.tasks.locations import mirror_gs_prefix
 from mu2net.tasks.prepare import build_task, carve_missing_splits, permutation, stack_images
+from mu2net.tasks.validate import check_class_folders
 
 KINDS = ("tfds", "imagefolder", "demo")
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "val": "validation",
@@ -168,10 +170,9 @@ def _gs_dataset_folders(data_dir: str, client: Any) -> set[str]:
     """Top-level folder names under a gs:// data_dir."""
     from google.api_core import exceptions as gexc
 
-    from mu2net.tasks.locations import gcs_client as default_client
 
-    bucket, prefix = split_gs_uri(data_dir)
-    client = client or default_client()
+    bucket, prefix = parse_gs_uri(data_dir, TaskError)
+    client = client or default_client(error=TaskError)
     list_prefix = f"{prefix}/" if prefix else ""
     try:
         blobs = client.list_blobs(bucket, prefix=list_prefix, delimiter="/")
@@ -302,6 +303,7 @@ def _read_imagefolder(root: pathlib.Path, source: SourceSpec, task_name: str,
     if not class_names:
         raise TaskError(f"image folder {source.target!r} has no class folders: expected "
                         "ROOT/CLASS/IMAGE or ROOT/{train,validation,test}/CLASS/IMAGE")
+    check_class_folders(source.target, root, split_dirs, class_names)
     index = {c: i for i, c in enumerate(class_names)}
     raw: dict[str, tuple[list[np.ndarray], np.ndarray]] = {}
     total, bad = 0, []

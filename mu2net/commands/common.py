@@ -1,0 +1,54 @@
+"""Helpers every command module shares: opening a store for a command, progress output,
+and the `pipelines` package (reached through importlib: the library never imports kfp)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Any
+
+from mu2net.config import get_config
+from mu2net.errors import StoreError
+
+DEFAULT_WORKDIR = "local_outputs"
+
+
+def _pipelines(module: str) -> Any:
+    """`pipelines.<module>`, which imports kfp (the library must not)."""
+    return importlib.import_module(f"pipelines.{module}")
+
+
+def _store(uri: str, config_name: str | None = None, *, create: bool = False) -> Any:
+    """The store at `uri`. Only `init` creates a local store's folder (`create=True`): other
+    commands read or extend an existing store, so a mistyped --store leaves nothing behind."""
+    from mu2net.store import open_store
+
+    _check_store_uri(uri)
+    config = get_config(config_name) if config_name is not None else None
+    return open_store(uri, config, create=create)
+
+
+def _check_store_uri(uri: str) -> None:
+    if not uri.strip():
+        raise StoreError("--store is empty: give a local folder or gs://bucket/prefix")
+    local = uri[len("file://"):] if uri.startswith("file://") else uri
+    if "://" not in local and os.path.exists(local) and not os.path.isdir(local):
+        raise StoreError(f"--store {uri!r} is a file, not a store folder: give the folder "
+                         "`mu2net init` created (or gs://bucket/prefix)")
+
+
+def _say(text: str) -> None:
+    """Progress to the real stdout (kfp.local redirects sys.stdout while a run is going)."""
+    sys.__stdout__.write(text + "\n")
+    sys.__stdout__.flush()
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def _root_cache_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root-cache", default="", metavar="DIR",
+                   help="folder of pretrained roots (default: the repository's roots/)")

@@ -1,0 +1,91 @@
+"""What a run works on: the store's task queue first, else the task with the most to gain
+from one more cycle (the re-evolution rule), and the source a task was ingested from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mu2net.errors import ConfigError, SchemaError, TaskError
+from mu2net.schema import check_mode
+
+NEXT = "next"  # the task_spec that asks for the queue's next entry
+
+
+
+def gain_ranking(view: Any) -> list[tuple[float, str]]:
+    """Tasks by expected gain of one more cycle, best first.
+
+    The rule: gain = (1 - validation accuracy) / (1 + cycles so far). The error left is the
+    headroom; dividing by the cycles already spent favours tasks the search has explored
+    least (each cycle has diminishing returns). Ties go to the task name, alphabetically.
+    The cycle count is the one each path records (`metrics["num_cycles"]`, set when its cycle
+    closed), so ranking reads one version, never the history.
+    """
+    ranked = []
+    for task, path in view.paths.items():
+        accuracy = float(path.metrics.get("validation_accuracy", 0.0))
+        cycles = int(path.metrics.get("num_cycles", 1))
+        ranked.append(((1.0 - accuracy) / (1 + cycles), task))
+    return sorted(ranked, key=lambda item: (-item[0], item[1]))
+
+
+def pick_task_to_iterate(store: Any) -> str | None:
+    """The task with the most to gain (see `gain_ranking`), or None if the store has none."""
+    head = store.head()
+    if head is None:
+        return None
+    ranking = gain_ranking(store.load_system(head))
+    return ranking[0][1] if ranking else None
+
+
+def task_source(store: Any, name: str) -> str:
+    """The source spec a task was ingested from (recorded by every ingest step)."""
+    sources = sorted({info.source for info in store.task_infos(name)})
+    if not sources:
+        raise TaskError(f"task {name!r} has no recorded source in store {store.uri!r}: "
+                        "iterate it with its source spec instead of its name")
+    if len(sources) > 1:
+        raise TaskError(f"task {name!r} was ingested from several sources {sources}: iterate "
+                        "it with the source spec to use")
+    return sources[0]
+
+
+def resolve_request(store: Any, task_spec: str, mode: str, run_id: str) -> dict[str, Any]:
+    """What this run works on: {"spec", "mode", "name", "queue_entry"}.
+
+    * "next": the oldest pending queue entry (or the one this run took, on a retry), else
+      the task with the most to gain (mode iterate);
+    * mode iterate with a task name of the store: that task, from its recorded source;
+    * anything else: a source spec, as given.
+    """
+    check_mode(mode)
+    spec = (task_spec or "").strip()
+    if not spec:
+        raise TaskError(f"task_spec is empty: pass a source spec, a task name or {NEXT!r}")
+    if spec == NEXT:
+        # A retried step must not take a second task: reuse (or re-fail) this run's entry.
+        for held in store.queue():
+            if held.run_id == run_id and held.state == "failed":
+                raise TaskError(f"queue entry {held.id} ({held.spec}) already failed in run "
+                                f"{run_id}: {held.error}")
+        entry = store.take_next(run_id)  # returns the entry this run holds, if any
+        if entry is not None:
+            try:
+                if entry.spec.strip() == NEXT:
+                    raise TaskError(f"queue entry {entry.id} has spec {NEXT!r}: a queue entry "
+                                    "must name a task source or, to iterate, a task")
+                resolved = resolve_request(store, entry.spec, entry.mode, run_id)
+            except (TaskError, ConfigError, SchemaError) as exc:
+                store.finish(entry.id, error=f"{type(exc).__name__}: {exc}")
+                raise
+            return {**resolved, "queue_entry": entry.id}
+        name = pick_task_to_iterate(store)
+        if name is None:
+            raise TaskError(f"nothing to do: the queue of store {store.uri!r} is empty and the "
+                            "store holds no task to re-evolve")
+        return {"spec": task_source(store, name), "mode": "iterate", "name": name,
+                "queue_entry": ""}
+    if mode == "iterate" and ":" not in spec:
+        return {"spec": task_source(store, spec), "mode": "iterate", "name": spec,
+                "queue_entry": ""}
+    return {"spec": spec, "mode": mode, "name": None, "queue_entry": ""}
