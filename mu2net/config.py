@@ -21,9 +21,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mu2net.errors import ConfigError
+from mu2net.node_pools import (  # noqa: F401 (re-exported: the config's public names)
+    GKE_POOL_LABELS,
+    TARGETS,
+    NodePool,
+    PlacementConfig,
+    gke_gpu_pool,
+    gke_tpu_pool,
+)
 
 CONFIG_NAMES = ("testing", "cpu_demo", "gpu", "tpu")
-TARGETS = ("cpu", "gpu", "tpu")
 
 # Mutation probability range of the learned per-action mu (method.md §3.1, §4.1): 0.02 .. 0.30.
 MU_VALUES = tuple(round(0.02 * i, 2) for i in range(1, 16))
@@ -125,43 +132,6 @@ class ScoreConfig:
     scale: float = 0.99
     params_ref: float = 2.2e9
     flops_ref: float = 3.8e12
-
-
-@dataclass(frozen=True)
-class NodePool:
-    """Where one training pod runs; applied to a KFP task by one placement helper."""
-
-    kind: str = "cpu"  # cpu | gpu | tpu
-    accelerator_type: str = ""  # Kubernetes extended resource: nvidia.com/gpu, google.com/tpu
-    accelerator_count: int = 0
-    node_selectors: tuple[tuple[str, str], ...] = ()
-    toleration_keys: tuple[str, ...] = ()
-    cpu_request: str = "1"
-    memory_request: str = "4G"
-    cpu_limit: str = ""
-    memory_limit: str = ""
-    timeout_s: int = 3600
-    retries: int = 2  # preemptible nodes
-
-    def __post_init__(self) -> None:
-        _require(self.kind in TARGETS, "node_pool.kind", self.kind, f"one of {list(TARGETS)}")
-
-
-@dataclass(frozen=True)
-class PlacementConfig:
-    """Node pools per target; the target is chosen at compile time."""
-
-    cpu: NodePool = field(default_factory=NodePool)
-    gpu: NodePool = field(default_factory=lambda: gke_gpu_pool())
-    tpu: NodePool = field(default_factory=lambda: gke_tpu_pool())
-    # Light steps (ingest, plan, select, commit, report) always run on CPU nodes.
-    light: NodePool = field(default_factory=lambda: NodePool(cpu_request="1",
-                                                             memory_request="2G",
-                                                             timeout_s=1800, retries=3))
-
-    def pool(self, target: str) -> NodePool:
-        _require(target in TARGETS, "target", target, f"one of {list(TARGETS)}")
-        return getattr(self, target)
 
 
 @dataclass(frozen=True)
@@ -389,34 +359,6 @@ def tpu() -> Config:
 
 
 DEFAULT_STORE = "gs://mu2net-models/shared"  # where deployed runs keep the shared model
-
-# GKE's accelerator resource and the node labels each pool kind must select on
-# (https://cloud.google.com/kubernetes-engine/docs/how-to/gpus and .../tpus); the pools are
-# tainted `<resource>=present:NoSchedule`.
-GKE_POOL_LABELS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "cpu": ("", ()),
-    "gpu": ("nvidia.com/gpu", ("cloud.google.com/gke-accelerator",)),
-    "tpu": ("google.com/tpu", ("cloud.google.com/gke-tpu-accelerator",
-                               "cloud.google.com/gke-tpu-topology")),
-}
-
-
-def gke_gpu_pool(accelerator: str = "nvidia-l4", count: int = 1) -> NodePool:
-    resource, (selector,) = GKE_POOL_LABELS["gpu"]
-    return NodePool(kind="gpu", accelerator_type=resource, accelerator_count=count,
-                    node_selectors=((selector, accelerator),),
-                    toleration_keys=(resource,), cpu_request="6",
-                    memory_request="24G", timeout_s=6 * 3600, retries=3)
-
-
-def gke_tpu_pool(accelerator: str = "tpu-v5-lite-podslice", topology: str = "2x2",
-                 chips: int = 4) -> NodePool:
-    resource, (type_label, topology_label) = GKE_POOL_LABELS["tpu"]
-    return NodePool(kind="tpu", accelerator_type=resource, accelerator_count=chips,
-                    node_selectors=((type_label, accelerator), (topology_label, topology)),
-                    toleration_keys=(resource,), cpu_request="20",
-                    memory_request="100G", timeout_s=6 * 3600, retries=3)
-
 
 _FACTORIES = {"testing": testing, "cpu_demo": cpu_demo, "gpu": gpu, "tpu": tpu}
 
