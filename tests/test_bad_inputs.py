@@ -236,7 +236,7 @@ CASES = [
     Case("store-check-missing-store", ("store", "check", "--store", "{tmp}/no_store"),
          "no store at"),
     Case("store-repair-store-is-a-file", ("store", "repair", "--store", "{data}/notes.txt"),
-         "is not a folder"),
+         "is a file, not a store folder"),
     # --- queue add: the spec is checked before anything is written -----------------------
     Case("queue-garbage", ("queue", "add", "garbage", "--store", "{store}"),
          "task source 'garbage' is invalid: expected one of", BOTH),

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from mu2net.commands.common import _check_store_uri
 from mu2net.errors import StoreError
 
 DEFAULT_RETENTION_HOURS = 7 * 24.0
@@ -23,14 +24,12 @@ def open_existing_store(uri: str) -> Any:
     """The store at `uri`, uncached; a local path must already hold a store."""
     from mu2net.store import open_store
 
-    if not uri:
-        raise StoreError("--store is empty: give a local folder or gs://bucket/prefix")
-    if "://" not in uri or uri.startswith("file://"):
-        folder = uri[len("file://"):] if uri.startswith("file://") else uri
-        if not os.path.isdir(folder):
-            raise StoreError(f"no store at {uri!r}: {folder!r} is not a folder (create one with "
-                             "`mu2net init --store ... --root ...`)")
-    return open_store(uri, cache_dir=None)
+    _check_store_uri(uri)  # empty, or a file: the checks every store command makes
+    folder = uri[len("file://"):] if uri.startswith("file://") else uri
+    if "://" not in folder and not os.path.isdir(folder):
+        raise StoreError(f"no store at {uri!r}: {folder!r} is not a folder (create one with "
+                         "`mu2net init --store ... --root ...`)")
+    return open_store(uri, cache_dir=None, create=False)
 
 
 def _retention_s(hours: float) -> float:
