@@ -4,7 +4,7 @@ One run, one shared root, six methods, paired seeds (one seed seeds every method
 
 * root: a ViT of the config's architecture pretrained on the suite's root task
   (`fashion_mnist`), shared by every method and seed; by default the cached pretrained root
-  (`mu2net.root.cached_pretrained_root`), or pretrained here (`--root-examples N`), or random
+  (`mu2net.root_cache.cached_pretrained_root`), or pretrained here (`--root-examples N`), or random
   (`--root-examples 0`). Its cost is reported apart and charged to no method;
 * mu2net: the suite tasks onboarded one after another on a local store, each with `--cycles`
   search cycles (cycle 1 `evolve(mode="onboard")`, then `evolve(mode="iterate")`), each cycle
@@ -428,7 +428,7 @@ def make_root(config, args: argparse.Namespace) -> tuple[Any, dict[str, bytes], 
         root, blobs, metrics = pretrain_root(  # the config's recipe, as the cached root
             config, load_suite_task(ROOT_TASK_NAME), seed=0, examples=args.root_examples)
     else:
-        from mu2net.root import cached_pretrained_root, root_cache_file, root_cache_hit
+        from mu2net.root_cache import cached_pretrained_root, root_cache_file, root_cache_hit
 
         kwargs = {"cache_dir": args.root_cache_dir} if args.root_cache_dir else {}
         task = load_suite_task(ROOT_TASK_NAME)
@@ -878,9 +878,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--seeds", nargs="+", type=int, default=None, help="default 0 1 2")
     add("--root-examples", type=int, default=None,
         help="pretrain the root here on N examples (0: random root); default: the cached "
-             "pretrained root (mu2net.root.cached_pretrained_root)")
+             "pretrained root (mu2net.root_cache.cached_pretrained_root)")
     add("--root-cache-dir", default=None,
-        help="folder of cached roots (default: mu2net.root.ROOT_CACHE_DIR)")
+        help="folder of cached roots (default: mu2net.root_cache.ROOT_CACHE_DIR)")
     add("--cycles", type=int, default=None,
         help="search cycles per task (default: the config's onboard_cycles, else 1)")
     add("--examples-between-validations", type=int, default=None,

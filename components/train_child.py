@@ -7,8 +7,8 @@ def train_child(spec: str, plan: Input[Artifact], task: Input[Dataset], store_ur
                 config_json: str, config_hash: str, result: Output[Model],
                 tensorboard: Output[Artifact], metrics: Output[Metrics],
                 target: str = "cpu") -> float:
-    """Writes the child's result and new component blobs (Model) and its TensorBoard events;
-    returns its score."""
+    """Writes the child's result (Model; its new component blobs are staged in the store) and
+    its TensorBoard events; returns its score."""
     import os
 
     from mu2net import steps

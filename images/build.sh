@@ -20,6 +20,7 @@
 #   3. `podman build` of images/cpu.Dockerfile with BASE=$LOCAL_BASE and WHEELHOUSE=wheelhouse
 #      (build/wheelhouse hard-linked into dist/wheelhouse): the image installs offline.
 # Tags: localhost/mu2net-cpu:<code version>, and each --tag IMAGE (e.g. localhost/mu2net-cpu:test).
+# Then older localhost/mu2net-cpu tags are removed (MU2NET_KEEP_OLD=1 keeps them).
 # Each phase prints its wall time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -127,6 +128,14 @@ if [[ $LOCAL -eq 1 ]]; then
   rm -rf dist/wheelhouse
   phase "image $image" "$t0"
   echo "built $image ${EXTRA_TAGS[*]} ($(podman image inspect --format '{{.Size}}' "$image") bytes)"
+  # 4. older local builds (2 GB each) go: keep this build's tags only (MU2NET_KEEP_OLD=1 keeps)
+  if [[ "${MU2NET_KEEP_OLD:-0}" != 1 ]]; then
+    keep=" $image ${EXTRA_TAGS[*]} "
+    while read -r old; do
+      [[ "$keep" == *" $old "* ]] || { podman rmi --force "$old" >/dev/null && echo "build.sh: removed old $old"; }
+    done < <(podman images --format '{{.Repository}}:{{.Tag}}' localhost/mu2net-cpu)
+    podman image prune --force >/dev/null
+  fi
   exit 0
 fi
 

@@ -4,6 +4,10 @@ The model store implements `get_blob` too (`mu2net.store`), so the search and pr
 take a `BlobSource` and run unchanged on a store, on a local folder (`DirBlobs`, what tests
 use), or on the `.npz` files a search cycle staged but has not committed yet (`FileBlobs`).
 `ChainBlobs` tries several sources in order. Every source verifies the bytes against the hash.
+
+A pipeline run stages its new blobs in the store itself (content-addressed, held by the run's
+lease until the commit), so the steps' artifacts carry only hashes: such a blob's location is
+`STAGED_IN_STORE`, and a chain finds it in the store.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import numpy as np
 from mu2net.errors import IntegrityError, StoreError
 from mu2net.params_io import npz_bytes_to_params, sha256_bytes, verified
 from mu2net.schema import HASH_RE
+
+STAGED_IN_STORE = "store"  # location of a blob staged in the store under the run's lease
 
 
 @runtime_checkable
@@ -107,6 +113,8 @@ class FileBlobs:
         location = self.files.get(_check(blob_hash))
         if location is None:
             raise StoreError(f"blob {blob_hash} is not among the {len(self.files)} staged files")
+        if location == STAGED_IN_STORE:
+            raise StoreError(f"blob {blob_hash} is staged in the store, not in a local file")
         local = location[len("file://"):] if location.startswith("file://") else location
         if "://" in local:
             raise StoreError(f"staged blob {blob_hash} is at {location!r}, which is not a local "

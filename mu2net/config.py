@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mu2net.errors import ConfigError
+from mu2net.hparams import Hparam, HparamSpace, hparam_space
 from mu2net.node_pools import (  # noqa: F401 (re-exported: the config's public names)
     GKE_POOL_LABELS,
     TARGETS,
@@ -31,16 +32,8 @@ from mu2net.node_pools import (  # noqa: F401 (re-exported: the config's public 
 )
 
 CONFIG_NAMES = ("testing", "cpu_demo", "gpu", "tpu")
+PRECISIONS = ("float32", "mixed_bfloat16")  # training; weights are always stored in float32
 
-# Mutation probability range of the learned per-action mu (method.md §3.1, §4.1): 0.02 .. 0.30.
-MU_VALUES = tuple(round(0.02 * i, 2) for i in range(1, 16))
-LR_VALUES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
-WARMUP_VALUES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
-MOMENTUM_VALUES = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
-DELTA_VALUES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
-AREA_VALUES = (0.05, 0.5, 0.95, 1.0)
-ASPECT_VALUES = (0.5, 0.75, 1.0)
-BOOL_VALUES = (False, True)
 
 
 @dataclass(frozen=True)
@@ -63,39 +56,6 @@ class ArchitectureConfig:
                  self.hidden_size, f"a multiple of num_heads={self.num_heads}")
         _require(self.max_layers >= self.num_layers, "architecture.max_layers",
                  self.max_layers, f">= num_layers={self.num_layers}")
-
-
-@dataclass(frozen=True)
-class Hparam:
-    """One mutable hyperparameter: its default and its ordered value list (±1-step moves)."""
-
-    name: str
-    default: Any
-    values: tuple
-
-    def __post_init__(self) -> None:
-        _require(self.default in self.values, f"hparams.{self.name}.default", self.default,
-                 f"one of {list(self.values)}")
-
-
-@dataclass(frozen=True)
-class HparamSpace:
-    """Every mutable hyperparameter. Names starting `ds_` are data hyperparameters (sampled once
-    per generation), `opt_` optimizer ones; `_mu_` is the base mutation probability."""
-
-    params: tuple[Hparam, ...]
-
-    def get(self, name: str) -> Hparam:
-        for hp in self.params:
-            if hp.name == name:
-                return hp
-        raise ConfigError(f"unknown hyperparameter {name!r}; valid: {self.names()}")
-
-    def names(self) -> list[str]:
-        return [hp.name for hp in self.params]
-
-    def defaults(self) -> dict[str, Any]:
-        return {hp.name: hp.default for hp in self.params}
 
 
 @dataclass(frozen=True)
@@ -154,6 +114,11 @@ class Config:
     root_pretrain_weight_decay: float = 0.0
     onboard_cycles: int = 1  # search cycles (pipeline runs) per `onboard` of one task
     image: str = "mu2net-cpu:dev"  # container image tag, replaced at compile time
+    precision: str = "float32"  # children's training precision (PRECISIONS)
+
+    def __post_init__(self) -> None:
+        _require(self.precision in PRECISIONS, "precision", self.precision,
+                 f"one of {list(PRECISIONS)}")
 
     # --- method version -------------------------------------------------------------------
     def method_dict(self) -> dict[str, Any]:
@@ -207,6 +172,7 @@ class Config:
                 root_pretrain_weight_decay=data["root_pretrain_weight_decay"],
                 onboard_cycles=data["onboard_cycles"],
                 image=data["image"],
+                precision=data["precision"],
             )
         except KeyError as exc:
             raise ConfigError(f"config JSON lacks field {exc.args[0]!r}") from exc
@@ -228,42 +194,16 @@ class Config:
 # === Named variants =========================================================================
 
 
-def _hparam_space(*, mu: float, num_layers: int, max_layers: int, image_size: int,
-                  image_sizes: tuple[int, ...], warmup: float, adapters: bool,
-                  lr: float = 0.01, area: float = 1.0) -> HparamSpace:
-    params = [
-        Hparam("_mu_", mu, MU_VALUES),
-        Hparam("num_layers", num_layers, tuple(range(0, max_layers + 1))),
-        Hparam("opt_lr", lr, LR_VALUES),
-        Hparam("opt_lr_warmup_ratio", warmup, WARMUP_VALUES),
-        Hparam("opt_momentum", 0.9, MOMENTUM_VALUES),
-        Hparam("opt_nesterov", False, BOOL_VALUES),
-        Hparam("ds_image_size", image_size, image_sizes),
-        Hparam("ds_area_range_min", area, AREA_VALUES),
-        Hparam("ds_aspect_ratio_range_min", 1.0, ASPECT_VALUES),
-        Hparam("ds_flip_left_right", False, BOOL_VALUES),
-        Hparam("ds_brightness_delta", 0.0, DELTA_VALUES),
-        Hparam("ds_contrast_delta", 0.0, DELTA_VALUES),
-        Hparam("ds_saturation_delta", 0.0, DELTA_VALUES),
-        Hparam("ds_hue_delta", 0.0, DELTA_VALUES),
-        Hparam("ds_quality_delta", 0.0, DELTA_VALUES),
-    ]
-    if adapters:
-        # method.md §4.1: the small agents' adapter_dim default 32 in {8, ..., 128}
-        params.append(Hparam("adapter_dim", 32, (8, 16, 32, 64, 128)))
-    return HparamSpace(tuple(params))
-
-
 def testing() -> Config:
     """A tiny ViT and budgets of a few hundred examples: for tests only (seconds per child).
     Its population cap is 4 instead of the paper's 16 so that tests reach the cap."""
     arch = ArchitectureConfig(image_size=16, patch_size=4, hidden_size=16, num_layers=2,
                               num_heads=2, mlp_dim=32, max_layers=3)
+    space = hparam_space(arch, mu=0.1, image_sizes=(12, 16, 20), warmup=0.1, adapters=True)
     return Config(
         name="testing",
         architecture=arch,
-        hparams=_hparam_space(mu=0.1, num_layers=2, max_layers=3, image_size=16,
-                              image_sizes=(12, 16, 20), warmup=0.1, adapters=True),
+        hparams=space,
         search=SearchConfig(children_per_generation=2, generations_per_cycle=2,
                             validations_per_child=2, examples_between_validations=128,
                             batch_size=32, validation_examples=64, population_cap=4,
@@ -313,9 +253,8 @@ def cpu_demo() -> Config:
     return Config(
         name="cpu_demo",
         architecture=arch,
-        hparams=_hparam_space(mu=0.1, num_layers=4, max_layers=5, image_size=28,
-                              image_sizes=(21, 28, 35), warmup=0.1, adapters=True,
-                              lr=0.1, area=0.5),
+        hparams=hparam_space(arch, mu=0.1, image_sizes=(21, 28, 35), warmup=0.1,
+                             adapters=True, lr=0.1, area=0.5),
         search=SearchConfig(children_per_generation=2, generations_per_cycle=2,
                             validations_per_child=8, examples_between_validations=4096,
                             batch_size=64, validation_examples=1024, population_cap=16),
@@ -329,15 +268,16 @@ def cpu_demo() -> Config:
     )
 
 
-def _paper_large(name: str) -> Config:
-    """ViT-L/16 at 384 with the mu2Net+ large agent's values (method.md §4.1, §5.1, §6.1)."""
+def _paper_large(name: str, image_sizes: tuple[int, ...]) -> Config:
+    """ViT-L/16 (the AugReg checkpoint at 384 px) with the mu2Net+ large agent's values
+    (method.md §4.1, §5.1, §6.1); children start at 224 px."""
     arch = ArchitectureConfig(image_size=384, patch_size=16, hidden_size=1024, num_layers=24,
                               num_heads=16, mlp_dim=4096, max_layers=24)
     return Config(
         name=name,
         architecture=arch,
-        hparams=_hparam_space(mu=0.2, num_layers=24, max_layers=24, image_size=384,
-                              image_sizes=(224, 384), warmup=0.05, adapters=False),
+        hparams=hparam_space(arch, mu=0.2, image_sizes=image_sizes, image_size=224,
+                             warmup=0.05, adapters=False),
         search=SearchConfig(children_per_generation=4, generations_per_cycle=4,
                             validations_per_child=8, examples_between_validations=100_000,
                             batch_size=16, validation_examples=10_000, population_cap=16,
@@ -349,13 +289,21 @@ def _paper_large(name: str) -> Config:
 
 
 def gpu() -> Config:
-    """Paper values; 16 children per cycle as 4 parallel GPU pods x 4 generations."""
-    return _paper_large("gpu").replace(image="mu2net-gpu:dev")
+    """Paper values sized for one NVIDIA L4 (24 GB) per child: bfloat16 mixed precision and
+    224 px images only (README, "Sizing the accelerator configs", from `mu2net.resources`:
+    8.1 GB and about 3 h a child; 384 px would need 22 GB before framework overhead and 9 h,
+    float32 at 384 px 40 GB), a departure from the paper's {224, 384}. On a lent H200 this
+    child measured 7.7 GB and 24 % MFU. 16 children per cycle as 4 parallel GPU pods x 4
+    generations."""
+    return _paper_large("gpu", (224,)).replace(image="mu2net-gpu:dev", precision="mixed_bfloat16")
 
 
 def tpu() -> Config:
-    """Paper values; 16 children per cycle as 4 parallel TPU v5e 2x2 slices x 4 generations."""
-    return _paper_large("tpu").replace(image="mu2net-tpu:dev")
+    """Paper values; 16 children per cycle as 4 parallel TPU v5e 2x2 slices x 4 generations,
+    in bfloat16 (the TPU's native matmul type); the batch of 16 splits over 4 chips of 16 GB,
+    so 384 px fits."""
+    return _paper_large("tpu", (224, 384)).replace(image="mu2net-tpu:dev",
+                                                   precision="mixed_bfloat16")
 
 
 DEFAULT_STORE = "gs://mu2net-models/shared"  # where deployed runs keep the shared model

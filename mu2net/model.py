@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from mu2net.config import ArchitectureConfig
-from mu2net.errors import SchemaError
+from mu2net.config import PRECISIONS, ArchitectureConfig
+from mu2net.errors import ConfigError, SchemaError
 from mu2net.schema import COMPONENT_NAME_RE
 
 LN_EPSILON = 1e-6  # flax nn.LayerNorm default, as in vit_jax
@@ -207,9 +207,10 @@ def _make_layer_classes():
     ops = keras.ops
 
     def layer_norm(x, scale, bias):
-        mean = ops.mean(x, axis=-1, keepdims=True)
-        var = ops.mean(ops.square(x - mean), axis=-1, keepdims=True)
-        return (x - mean) * ops.rsqrt(var + LN_EPSILON) * scale + bias
+        x32 = ops.cast(x, "float32")  # statistics in float32 under mixed precision too
+        mean = ops.mean(x32, axis=-1, keepdims=True)
+        var = ops.mean(ops.square(x32 - mean), axis=-1, keepdims=True)
+        return ops.cast((x32 - mean) * ops.rsqrt(var + LN_EPSILON), x.dtype) * scale + bias
 
     @keras.saving.register_keras_serializable(package="mu2net")
     class ComponentLayer(keras.layers.Layer):
@@ -280,7 +281,8 @@ def _make_layer_classes():
             k = ops.einsum("btd,dhk->bthk", y, w[a + "key/kernel"]) + w[a + "key/bias"]
             v = ops.einsum("btd,dhk->bthk", y, w[a + "value/kernel"]) + w[a + "value/bias"]
             q = q / math.sqrt(self.shapes[a + "query/kernel"][2])
-            attn = ops.softmax(ops.einsum("bqhk,bshk->bhqs", q, k), axis=-1)
+            logits = ops.cast(ops.einsum("bqhk,bshk->bhqs", q, k), "float32")
+            attn = ops.cast(ops.softmax(logits, axis=-1), v.dtype)
             o = ops.einsum("bhqs,bshk->bqhk", attn, v)
             x = x + ops.einsum("bqhk,hkd->bqd", o, w[a + "out/kernel"]) + w[a + "out/bias"]
             y = layer_norm(x, w["LayerNorm_2/scale"], w["LayerNorm_2/bias"])
@@ -329,7 +331,7 @@ def layer_classes() -> dict[str, type]:
 
 def build_model(arch: ArchitectureConfig, hparams: Mapping[str, Any],
                 params: Mapping[str, Mapping[str, np.ndarray]],
-                trainable: Collection[str] = ()):
+                trainable: Collection[str] = (), precision: str = "float32"):
     """A Keras model for one path.
 
     Args:
@@ -339,7 +341,11 @@ def build_model(arch: ArchitectureConfig, hparams: Mapping[str, Any],
       params: component name -> its weights, for every component the hparams require.
       trainable: names of the components training may update; all others are frozen
         (non-trainable layers), so an optimizer never sees them.
+      precision: `float32`, or `mixed_bfloat16` (weights stay float32, activations are
+        bfloat16; layer norms, attention softmax and the logits stay float32).
     """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is invalid: expected one of {PRECISIONS}")
     keras = _keras()
     names = component_names(hparams)
     missing = [n for n in names if n not in params]
@@ -360,7 +366,8 @@ def build_model(arch: ArchitectureConfig, hparams: Mapping[str, Any],
         kind = component_kind(name)
         shapes = component_shapes(name, arch, hparams)
         kwargs = {"patch_size": arch.patch_size} if kind == "embedding" else {}
-        layers[name] = classes[kind](shapes, name=name, **kwargs)
+        dtype = "float32" if kind == "head" else precision  # logits for the loss in float32
+        layers[name] = classes[kind](shapes, name=name, dtype=dtype, **kwargs)
     x = layers["embedding"](inputs)
     x = layers["cls"](x)
     x = layers["posembed_input"](x)

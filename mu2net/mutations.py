@@ -8,7 +8,9 @@ list (probability 1/2 each), clipped at the ends. Every mutation action `a` (`hp
 itself mutated with probability `_mu_` and stored in the child (the learned mu function).
 
 All randomness comes from the numpy Generator passed in, so a plan is reproducible from its
-seed coordinates (`mu2net.search_state.derive_rng`).
+seed coordinates (`mu2net.search_state.derive_rng`). A plan walks the parent's `ancestry`, and
+`slot_params` gives each planned component its initial weights (init, reuse, clone,
+interpolated position embedding).
 """
 
 from __future__ import annotations
@@ -20,9 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from mu2net.config import MU_VALUES, ArchitectureConfig, Config, HparamSpace
+from mu2net.blobs import ParamsCache
+from mu2net.config import ArchitectureConfig, Config
 from mu2net.errors import ConfigError, SchemaError
-from mu2net.model import adapter_layers, component_names, component_shapes
+from mu2net.hparams import MU_VALUES, HparamSpace
+from mu2net.model import (
+    adapter_layers,
+    component_names,
+    component_shapes,
+    grid_size,
+    init_component,
+    resize_posembed,
+)
 from mu2net.schema import Component, Path
 
 ACTIONS = ("reuse", "clone", "interpolate", "init")
@@ -218,3 +229,34 @@ def plan_components(hparams: dict[str, Any], ancestry: Sequence[Path], task: str
         else:
             slots.append(Slot(name, "reuse", source))
     return slots, fired
+
+
+def ancestry(parent: Path, known: Mapping[str, Path], root: Path) -> list[Path]:
+    """parent, grandparent, ... ending with the root. A parent link that is not known (a path
+    retired since) jumps to the root, as mu3Net does for orphaned parents."""
+    chain = [parent]
+    seen = {parent.hash}
+    current = parent
+    while current.parent is not None and current.task != root.task:
+        nxt = known.get(current.parent)
+        if nxt is None or nxt.hash in seen:
+            break
+        chain.append(nxt)
+        seen.add(nxt.hash)
+        current = nxt
+    if chain[-1].hash != root.hash:
+        chain.append(root)
+    return chain
+
+
+def slot_params(slot: Slot, hparams: Mapping[str, Any], config: Config,
+                cache: ParamsCache) -> dict[str, np.ndarray]:
+    """Initial weights of one component of a child."""
+    arch = config.architecture
+    if slot.action == "init":
+        return init_component(slot.name, arch, hparams, slot.seed)
+    source = cache.params(slot.source.blob)
+    if slot.action == "interpolate":
+        grid = grid_size(int(hparams["ds_image_size"]), arch.patch_size)
+        return {"pos_embedding": resize_posembed(source["pos_embedding"], grid)}
+    return {k: np.array(v) for k, v in source.items()}  # reuse / clone: a private copy

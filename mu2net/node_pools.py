@@ -28,8 +28,13 @@ class NodePool:
     memory_request: str = "4G"
     cpu_limit: str = ""
     memory_limit: str = ""
-    timeout_s: int = 3600
+    timeout_s: int = 3600  # the training and commit pools' deadlines come from the budget
     retries: int = 2  # preemptible nodes
+    # (precision, TFLOP/s one pod sustains), what `mu2net.resources` sizes deadlines with. CPU:
+    # measured (cpu_demo trains at 0.029 TFLOP/s on 2 cores, benchmarks/results/recipe.md),
+    # halved for a 1-CPU pod.
+    sustained_tflops: tuple[tuple[str, float], ...] = (("float32", 0.014),
+                                                       ("mixed_bfloat16", 0.007))
 
     def __post_init__(self) -> None:
         _require(self.kind in TARGETS, "node_pool.kind", self.kind)
@@ -64,12 +69,26 @@ GKE_POOL_LABELS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+# The fraction of the datasheet's dense peak a child sustains, measured on a lent H200: the gpu
+# config's child (ViT-L/16, 224 px, batch 16, bfloat16, JAX) trained at 24.1 % of 989 TFLOP/s
+# (benchmarks/results/accelerator_gpu_child.md), taken to carry over to these chips. NVIDIA
+# L4: 121 TFLOP/s bfloat16, 30.3 float32 (24 GB). TPU v5e: 197 TFLOP/s bfloat16 per chip
+# (16 GB HBM); float32 matmuls take several bfloat16 passes, so a quarter of that.
+SUSTAINED_FRACTION = 0.24
+L4_SUSTAINED_TFLOPS = (("float32", SUSTAINED_FRACTION * 30.3),
+                       ("mixed_bfloat16", SUSTAINED_FRACTION * 121.0))
+V5E_SUSTAINED_TFLOPS = (("float32", SUSTAINED_FRACTION * 197.0 / 4),
+                        ("mixed_bfloat16", SUSTAINED_FRACTION * 197.0))
+
+
 def gke_gpu_pool(accelerator: str = "nvidia-l4", count: int = 1) -> NodePool:
     resource, (selector,) = GKE_POOL_LABELS["gpu"]
     return NodePool(kind="gpu", accelerator_type=resource, accelerator_count=count,
                     node_selectors=((selector, accelerator),),
                     toleration_keys=(resource,), cpu_request="6",
-                    memory_request="24G", timeout_s=6 * 3600, retries=3)
+                    memory_request="24G", timeout_s=6 * 3600, retries=3,
+                    sustained_tflops=tuple((precision, count * tflops) for precision, tflops
+                                           in L4_SUSTAINED_TFLOPS))
 
 
 def gke_tpu_pool(accelerator: str = "tpu-v5-lite-podslice", topology: str = "2x2",
@@ -78,4 +97,6 @@ def gke_tpu_pool(accelerator: str = "tpu-v5-lite-podslice", topology: str = "2x2
     return NodePool(kind="tpu", accelerator_type=resource, accelerator_count=chips,
                     node_selectors=((type_label, accelerator), (topology_label, topology)),
                     toleration_keys=(resource,), cpu_request="20",
-                    memory_request="100G", timeout_s=6 * 3600, retries=3)
+                    memory_request="100G", timeout_s=6 * 3600, retries=3,
+                    sustained_tflops=tuple((precision, chips * tflops) for precision, tflops
+                                           in V5E_SUSTAINED_TFLOPS))

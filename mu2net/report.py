@@ -240,18 +240,18 @@ def report_figures(store: Any, version: int | None = None
                    ) -> tuple[dict[str, Any], SystemView, list[dict[str, Any]],
                               dict[str, tuple[Any, dict[str, str]]]]:
     """(status document, view, history rows, {figure name: (figure, hover titles)})."""
-    from mu2net import figures
+    from mu2net import figures, plots
 
     doc = status_dict(store, version)
     view = store.load_system(doc["version"])
     rows = [r for r in history_rows(store) if r["version"] <= view.number]
     out: dict[str, tuple[Any, dict[str, str]]] = {"graph": figures.system_graph(view)}
     for r in search_rows(rows)[:SEARCH_LIMIT]:
-        out[f"search-v{r['version']}"] = (figures.search_figure(r["search"], r["task"],
-                                                                r["version"]), {})
-    out["accuracy"] = (figures.accuracy_figure(rows), {})
-    out["params"] = (figures.params_figure(rows), {})
-    out["methods"] = (figures.method_figure(doc), {})
+        out[f"search-v{r['version']}"] = (plots.search_figure(r["search"], r["task"],
+                                                             r["version"]), {})
+    out["accuracy"] = (plots.accuracy_figure(rows), {})
+    out["params"] = (plots.params_figure(rows), {})
+    out["methods"] = (plots.method_figure(doc), {})
     return doc, view, rows, out
 
 

@@ -72,3 +72,17 @@ def config_scorer(config: Any) -> Callable[[Path, SystemView], float]:
         return path_score(path, system, config.architecture, config.score)
 
     return score
+
+
+def path_metrics(path: Path, view: SystemView, config: Any) -> dict[str, float]:
+    """A committed path's dashboard numbers (finite scalars), read against a system version:
+    its metrics, accounted and own params, FLOPs, and score."""
+    from mu2net.tensorboard import finite_scalars
+
+    metrics = finite_scalars(path.metrics)
+    metrics["accounted_params"] = float(view.accounted_params(path))
+    metrics["params"] = float(path.num_params)
+    metrics["flops"] = float(forward_flops(config.architecture, path.hparams))
+    if "validation_accuracy" in path.metrics:
+        metrics["score"] = float(path_score(path, view, config.architecture, config.score))
+    return metrics

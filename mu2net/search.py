@@ -23,28 +23,20 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
-
-import numpy as np
+from collections.abc import Callable, Sequence
 
 from mu2net.blobs import BlobSource, ChainBlobs, FileBlobs, ParamsCache
 from mu2net.config import Config
 from mu2net.errors import SchemaError, TaskError
-from mu2net.model import (
-    build_model,
-    component_shapes,
-    grid_size,
-    init_component,
-    resize_posembed,
-)
+from mu2net.model import build_model, component_shapes
 from mu2net.mutations import (
-    Slot,
+    ancestry,
     default_hparams,
     mutate_adapters,
     mutate_hparams,
     plan_components,
     sample_ds_hparams,
+    slot_params,
 )
 from mu2net.params_io import param_shapes, params_sha256, write_file_atomic, write_params
 from mu2net.schema import (
@@ -52,7 +44,6 @@ from mu2net.schema import (
     Extension,
     Path,
     SystemView,
-    TaskInfo,
     check_mode,
     lock_holders,
 )
@@ -64,8 +55,10 @@ from mu2net.search_state import (
     SearchState,
     derive_seed,
     finite_or_none,
+    history_entry,
     search_record,
 )
+from mu2net.task_info import TaskInfo
 from mu2net.tasks.base import TaskData
 
 # === Helpers ================================================================================
@@ -93,24 +86,6 @@ def _check_config(state: SearchState, config: Config) -> None:
                           f"but the search state was started with {state.method_version}")
 
 
-def ancestry(parent: Path, known: Mapping[str, Path], root: Path) -> list[Path]:
-    """parent, grandparent, ... ending with the root. A parent link that is not known (a path
-    retired since) jumps to the root, as mu3Net does for orphaned parents."""
-    chain = [parent]
-    seen = {parent.hash}
-    current = parent
-    while current.parent is not None and current.task != root.task:
-        nxt = known.get(current.parent)
-        if nxt is None or nxt.hash in seen:
-            break
-        chain.append(nxt)
-        seen.add(nxt.hash)
-        current = nxt
-    if chain[-1].hash != root.hash:
-        chain.append(root)
-    return chain
-
-
 def planned_accounted_params(spec: ChildSpec, system: SystemView, config: Config) -> float:
     """Accounted params (method.md §2.5) of the child before its new blobs exist: a reused
     component is divided among its users and this task, a new one counts fully."""
@@ -124,19 +99,6 @@ def planned_accounted_params(spec: ChildSpec, system: SystemView, config: Config
         else:
             total += size
     return total
-
-
-def slot_params(slot: Slot, hparams: Mapping[str, Any], config: Config,
-                cache: ParamsCache) -> dict[str, np.ndarray]:
-    """Initial weights of one component of a child."""
-    arch = config.architecture
-    if slot.action == "init":
-        return init_component(slot.name, arch, hparams, slot.seed)
-    source = cache.params(slot.source.blob)
-    if slot.action == "interpolate":
-        grid = grid_size(int(hparams["ds_image_size"]), arch.patch_size)
-        return {"pos_embedding": resize_posembed(source["pos_embedding"], grid)}
-    return {k: np.array(v) for k, v in source.items()}  # reuse / clone: a private copy
 
 
 # === Steps ==================================================================================
@@ -297,7 +259,8 @@ def train_child(spec: ChildSpec, state: SearchState, system: SystemView, task: T
 
     best_start = -math.inf if spec.parent_score is None else float(spec.parent_score)
     with dist.scope():  # variables, optimizer state and metrics live on every replica
-        model = build_model(arch, hparams, params, trainable=trainable)
+        model = build_model(arch, hparams, params, trainable=trainable,
+                            precision=config.precision)
         outcome = train_model(model, train_ds, val_ds, budget=budget,
                               optimizer=make_optimizer(hparams, budget.total_steps, config),
                               trainable=trainable, score_fn=score_fn, best_start=best_start,
@@ -358,20 +321,7 @@ def select(state: SearchState, results: Sequence[ChildResult], config: Config, *
         if r.improved:
             population.append(Candidate(r.path, r.score, 0))
             staged.update(r.new_blobs)
-        history.append({
-            "generation": r.spec.generation, "index": r.spec.index, "parent": r.spec.parent,
-            "parent_task": r.spec.parent_task, "improved": r.improved,
-            "score": finite_or_none(r.score), "parent_score": r.spec.parent_score,
-            "validation_accuracy": r.metrics.get("validation_accuracy"),
-            "validation_curve": list(r.metrics.get("validation_curve", [])),
-            "mutations": list(r.spec.mutations),
-            "actions": {s.name: s.action for s in r.spec.plan},
-            "num_layers": r.spec.hparams.get("num_layers"),
-            "ds_image_size": r.spec.hparams.get("ds_image_size"),
-            "train_seconds": r.metrics.get("train_seconds"),
-            "accounted_params": r.metrics.get("accounted_params"),
-            "flops": r.metrics.get("flops"), "path": r.path.hash,
-            "mu": {k: v for k, v in sorted(r.spec.hparams.items()) if k.startswith("_mu_")}})
+        history.append(history_entry(r))
     # Keep the top `population_cap` (ties: newest kept); store best first, ties oldest first.
     keep = sorted(range(len(population)), key=lambda j: (-population[j].score, -j))
     keep = set(keep[:config.search.population_cap])

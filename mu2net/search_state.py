@@ -23,7 +23,8 @@ import numpy as np
 from mu2net.config import canonical_json
 from mu2net.errors import SchemaError
 from mu2net.mutations import Slot
-from mu2net.schema import HASH_RE, ROOT_TASK, Path, TaskInfo, check_mode, validate_task_name
+from mu2net.schema import HASH_RE, ROOT_TASK, Path, check_mode, validate_task_name
+from mu2net.task_info import TaskInfo
 
 STATE_SCHEMA = "mu2net/search_state/v1"
 
@@ -267,6 +268,24 @@ def _parent_kind(parent_task: str, task: str) -> str:
 
 def _round(x: Any) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else round(float(x), 4)
+
+
+def history_entry(r: ChildResult) -> dict[str, Any]:
+    """One trained child as the search history records it (dashboards, the run report)."""
+    return {
+        "generation": r.spec.generation, "index": r.spec.index, "parent": r.spec.parent,
+        "parent_task": r.spec.parent_task, "improved": r.improved,
+        "score": finite_or_none(r.score), "parent_score": r.spec.parent_score,
+        "validation_accuracy": r.metrics.get("validation_accuracy"),
+        "validation_curve": list(r.metrics.get("validation_curve", [])),
+        "mutations": list(r.spec.mutations),
+        "actions": {s.name: s.action for s in r.spec.plan},
+        "num_layers": r.spec.hparams.get("num_layers"),
+        "ds_image_size": r.spec.hparams.get("ds_image_size"),
+        "train_seconds": r.metrics.get("train_seconds"),
+        "accounted_params": r.metrics.get("accounted_params"),
+        "flops": r.metrics.get("flops"), "path": r.path.hash,
+        "mu": {k: v for k, v in sorted(r.spec.hparams.items()) if k.startswith("_mu_")}}
 
 
 def search_record(state: SearchState) -> dict[str, Any]:

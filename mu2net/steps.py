@@ -5,13 +5,14 @@ folder paths and plain values; these functions read the inputs, call one library
 (`mu2net.search`, `mu2net.tasks.ingest`, the store) and write the outputs. They never import
 kfp, so tests call them directly, and `mu2net onboard` runs them through `kfp.local`.
 
-Artifact layouts (all JSON is canonical, all blobs are component `.npz` files named by sha256):
+Artifact layouts (all JSON is canonical). No artifact holds parameters: a child stages its new
+component blobs once, content-addressed, in the store under the run's lease
+(`store.stage_blobs`), and states and results name them by hash (`STAGED_IN_STORE`); the commit
+publishes a version that references them and the report step frees the lease.
 
 * task (Dataset):        request.json (spec, mode, queue entry) + NAME/ (prepared task)
-* state / plan (Artifact): state.json (SearchState) [+ specs.json] + blobs/<sha>.npz -- the new
-  components of the population's paths that are not in the store yet (`staged_blobs`, stored
-  relative to the folder and resolved to absolute paths on load)
-* result (Model):        result.json (ChildResult) + the child's new blobs, relative paths
+* state / plan (Artifact): state.json (SearchState) [+ specs.json]
+* result (Model):        result.json (ChildResult)
 * extension (Model):     extension.json + commit.json
 
 The store's head is pinned once, by `start_step`, as the cycle's base version: every later step
@@ -21,16 +22,20 @@ consistent system however long it runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mu2net.blobs import STAGED_IN_STORE
 from mu2net.config import Config, canonical_json
 from mu2net.errors import ConfigError, SchemaError, StoreError, TaskError
 from mu2net.params_io import write_file_atomic
+from mu2net.resources import lease_ttl
+from mu2net.scoring import path_metrics
 from mu2net.tensorboard import finite_scalars
 
 REQUEST_FILE = "request.json"
@@ -39,9 +44,7 @@ SPECS_FILE = "specs.json"
 RESULT_FILE = "result.json"
 EXTENSION_FILE = "extension.json"
 COMMIT_FILE = "commit.json"
-BLOBS_DIR = "blobs"
 FAULT_ENV = "MU2NET_FAULT_AFTER_COMMIT"  # tests: path of a marker file, see commit_step
-LEASE_MARGIN_S = 3600.0
 
 
 # === small helpers ==========================================================================
@@ -87,58 +90,42 @@ def _open_store(store_uri: str, config: Config | None = None) -> Any:
     return open_store(store_uri, config)
 
 
-# === staged blobs in artifact folders =======================================================
+# === search state and child results in artifact folders ===================================
 
 
-def save_state(state: Any, folder: str, *, extra: Mapping[str, Any] | None = None) -> None:
-    """Write a SearchState with its staged blobs copied into `folder/blobs/`."""
-    blob_dir = os.path.join(folder, BLOBS_DIR)
-    os.makedirs(blob_dir, exist_ok=True)
-    relative = {}
-    for blob, location in sorted(state.staged_blobs.items()):
-        target = os.path.join(blob_dir, f"{blob}.npz")
-        source = location[len("file://"):] if location.startswith("file://") else location
-        if os.path.abspath(source) != os.path.abspath(target) and not os.path.exists(target):
-            shutil.copyfile(source, target + ".tmp")
-            os.replace(target + ".tmp", target)
-        relative[blob] = f"{BLOBS_DIR}/{blob}.npz"
-    doc = state.replace(staged_blobs=relative).to_dict()
-    if extra:
-        doc = {**doc, "_extra": dict(extra)}
-    _write_json(os.path.join(folder, STATE_FILE), doc)
+def _in_store(blobs: Mapping[str, str], what: str) -> None:
+    local = sorted(blob for blob, location in blobs.items() if location != STAGED_IN_STORE)
+    if local:
+        raise SchemaError(f"{what} lists blobs that are not staged in the store: {local}; "
+                          "artifacts carry hashes only (stage them with store.stage_blobs)")
+
+
+def _save(obj: Any, blobs: Mapping[str, str], what: str, folder: str, name: str) -> None:
+    _in_store(blobs, what)
+    os.makedirs(folder, exist_ok=True)
+    _write_json(os.path.join(folder, name), obj.to_dict())
+
+
+def save_state(state: Any, folder: str) -> None:
+    """Write a SearchState; its staged blobs are already in the store (hashes only)."""
+    _save(state, state.staged_blobs, "search state", folder, STATE_FILE)
 
 
 def load_state(folder: str) -> Any:
-    """A SearchState whose staged blobs point at this folder's files."""
     from mu2net.search_state import SearchState
 
-    doc = _read_json(os.path.join(folder, STATE_FILE), "search state")
-    doc.pop("_extra", None)
-    state = SearchState.from_dict(doc)
-    return state.replace(staged_blobs={
-        blob: os.path.join(folder, rel) for blob, rel in state.staged_blobs.items()})
+    return SearchState.from_dict(_read_json(os.path.join(folder, STATE_FILE), "search state"))
 
 
 def save_result(result: Any, folder: str) -> None:
-    """Write a ChildResult with its new blobs stored relative to `folder`."""
-    os.makedirs(folder, exist_ok=True)
-    relative = {}
-    for blob, location in sorted(result.new_blobs.items()):
-        target = os.path.join(folder, f"{blob}.npz")
-        if os.path.abspath(location) != os.path.abspath(target):
-            shutil.copyfile(location, target)
-        relative[blob] = f"{blob}.npz"
-    doc = result.to_dict()
-    doc["new_blobs"] = relative
-    _write_json(os.path.join(folder, RESULT_FILE), doc)
+    """Write a ChildResult; its new blobs are already in the store (hashes only)."""
+    _save(result, result.new_blobs, "child result", folder, RESULT_FILE)
 
 
 def load_result(folder: str) -> Any:
     from mu2net.search_state import ChildResult
 
-    doc = _read_json(os.path.join(folder, RESULT_FILE), "child result")
-    doc["new_blobs"] = {b: os.path.join(folder, rel) for b, rel in doc["new_blobs"].items()}
-    return ChildResult.from_dict(doc)
+    return ChildResult.from_dict(_read_json(os.path.join(folder, RESULT_FILE), "child result"))
 
 
 def load_task_dir(task_dir: str) -> tuple[dict[str, Any], Any]:
@@ -180,18 +167,11 @@ def ingest_step(*, task_spec: str, mode: str, store_uri: str, data_dir: str, run
             "train_examples": info.split_sizes["train"], "content_hash": info.content_hash}
 
 
-def lease_ttl(config: Config) -> float:
-    """Long enough for a whole cycle on the slowest pool, renewed at every select."""
-    pool = max((config.placement.pool(t) for t in ("cpu", "gpu", "tpu")),
-               key=lambda p: p.timeout_s)
-    return float(pool.timeout_s * (pool.retries + 1) + LEASE_MARGIN_S)
-
-
 def start_step(*, task_dir: str, store_uri: str, seed: int, run_id: str, config_json: str,
-               config_hash: str, state_dir: str) -> dict[str, Any]:
+               config_hash: str, state_dir: str, target: str = "cpu") -> dict[str, Any]:
     """Pin the head as the base version and write the cycle's initial search state."""
     from mu2net import search
-    from mu2net.schema import TaskInfo
+    from mu2net.task_info import TaskInfo
 
     config = load_config(config_json, config_hash)
     store = _open_store(store_uri, config)
@@ -202,7 +182,7 @@ def start_step(*, task_dir: str, store_uri: str, seed: int, run_id: str, config_
     system = store.load_system(base)
     state = search.start_cycle(system, TaskInfo.from_dict(request["task_info"]), config,
                                seed=int(seed), run_id=run_id, mode=request["mode"])
-    store.acquire_lease(run_id, ttl_s=lease_ttl(config), base_version=base)
+    store.acquire_lease(run_id, ttl_s=lease_ttl(config, target), base_version=base)
     save_state(state, state_dir)
     return {"base_version": base, "task": state.task, "mode": state.mode, "run_id": run_id,
             "method_version": config.method_version}
@@ -245,11 +225,15 @@ def train_step(*, spec_json: str, plan_dir: str, task_dir: str, store_uri: str,
     spec = ChildSpec.from_dict(json.loads(spec_json))
     store = _open_store(store_uri, config)
     _, task = load_task_dir(task_dir)
-    os.makedirs(result_dir, exist_ok=True)
-    result = search.train_child(spec, state, store.load_system(state.base_version), task,
-                                config, store, result_dir, data_parallel=data_parallel,
-                                progress=emitter(f"generation {spec.generation + 1} child "
-                                                 f"{spec.index + 1} training"))
+    with tempfile.TemporaryDirectory(prefix="mu2net-child-") as scratch:
+        result = search.train_child(spec, state, store.load_system(state.base_version), task,
+                                    config, store, scratch, data_parallel=data_parallel,
+                                    progress=emitter(f"generation {spec.generation + 1} child "
+                                                     f"{spec.index + 1} training"))
+        staged = store.stage_blobs(state.run_id, result.new_blobs, ttl_s=lease_ttl(config, target),
+                                   base_version=state.base_version)
+    result = dataclasses.replace(result, new_blobs=dict.fromkeys(result.new_blobs,
+                                                                 STAGED_IN_STORE))
     save_result(result, result_dir)
     metrics = {**finite_scalars(result.metrics), "score": result.score,
                "improved": float(bool(result.improved))}
@@ -260,11 +244,12 @@ def train_step(*, spec_json: str, plan_dir: str, task_dir: str, store_uri: str,
     return {"metrics": finite_scalars(metrics), "score": float(result.score)
             if math.isfinite(result.score) else -1.0,
             "metadata": {"improved": bool(result.improved),
-                         "new_blobs": len(result.new_blobs)}}
+                         "new_blobs": len(result.new_blobs), "staged_bytes": staged}}
 
 
 def select_step(*, plan_dir: str, result_dirs: Sequence[str], store_uri: str,
-                config_json: str, config_hash: str, state_dir: str) -> dict[str, Any]:
+                config_json: str, config_hash: str, state_dir: str,
+                target: str = "cpu") -> dict[str, Any]:
     """Accept improved children, prune the population, carry its staged blobs forward."""
     from mu2net import search
 
@@ -274,8 +259,8 @@ def select_step(*, plan_dir: str, result_dirs: Sequence[str], store_uri: str,
     store = _open_store(store_uri, config)
     state = search.select(state, results, config)
     save_state(state, state_dir)
-    store.acquire_lease(state.run_id, ttl_s=lease_ttl(config), base_version=state.base_version,
-                        blobs=sorted(state.staged_blobs))
+    store.acquire_lease(state.run_id, ttl_s=lease_ttl(config, target),
+                        base_version=state.base_version, blobs=sorted(state.staged_blobs))
     best = state.best()
     best_score = best.score if best is not None and math.isfinite(best.score) else -1.0
     return {"best_score": float(best_score),
@@ -296,22 +281,9 @@ def _maybe_inject_fault(marker: str) -> None:
         raise RuntimeError(f"injected fault after the commit's compare-and-swap ({FAULT_ENV})")
 
 
-def path_metrics(path: Any, view: Any, config: Config) -> dict[str, float]:
-    """The committed path's dashboard numbers, read against a system version."""
-    from mu2net.scoring import forward_flops, path_score
-
-    metrics = finite_scalars(path.metrics)
-    metrics["accounted_params"] = float(view.accounted_params(path))
-    metrics["params"] = float(path.num_params)
-    metrics["flops"] = float(forward_flops(config.architecture, path.hparams))
-    if "validation_accuracy" in path.metrics:
-        metrics["score"] = float(path_score(path, view, config.architecture, config.score))
-    return metrics
-
-
 def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: str,
                 config_json: str, config_hash: str, extension_dir: str,
-                fault_marker: str = "") -> dict[str, Any]:
+                fault_marker: str = "", target: str = "cpu") -> dict[str, Any]:
     """Close the cycle and commit its extension (idempotent per run id)."""
     from mu2net import search
 
@@ -320,7 +292,8 @@ def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: 
     store = _open_store(store_uri, config)
     request, task = load_task_dir(task_dir)
     extension = search.close_cycle(state, task, config, store, code_version=code_version)
-    store.acquire_lease(state.run_id, ttl_s=lease_ttl(config), base_version=state.base_version)
+    store.acquire_lease(state.run_id, ttl_s=lease_ttl(config, target),
+                        base_version=state.base_version)
     result = store.commit(extension)
     _maybe_inject_fault(fault_marker)
     if request.get("queue_entry"):
@@ -329,7 +302,6 @@ def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: 
     view = store.load_system(result.version)
     committed = view.paths[extension.task]
     doc = extension.to_dict()
-    doc["blob_files"] = {blob: "" for blob in extension.blob_files}  # committed to the store
     _write_json(os.path.join(extension_dir, EXTENSION_FILE), doc)
     commit_doc = {"version": result.version, "created": result.created,
                   "bytes_written": result.bytes_written, "rebases": result.rebases,

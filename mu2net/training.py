@@ -56,9 +56,9 @@ EXECUTIONS = ("auto", "graph", "eager")
 class Budget:
     """Steps of one child: `validations` x `steps_per_validation` batches of `batch_size`."""
 
-    batch_size: int
-    steps_per_validation: int
-    validations: int
+    batch_size: int  # examples per step
+    steps_per_validation: int  # steps between two validations
+    validations: int  # validations per child, each scoring a checkpoint
 
     @property
     def total_steps(self) -> int:

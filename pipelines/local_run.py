@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import re
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -24,25 +25,31 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class _LogStream(io.TextIOBase):
-    """Writes everything to a log file and hands each complete line to `on_line`."""
+    """Writes everything to a log file and hands each complete line to `on_line`. The
+    ParallelFor children of kfp.local write from several threads at once, and a text file is
+    not safe for concurrent writes (seen: NUL bytes and torn characters in the log), so every
+    write holds a lock."""
 
     def __init__(self, log: io.TextIOBase, on_line: Callable[[str], None],
                  echo: io.TextIOBase | None) -> None:
         self.log, self.on_line, self.echo = log, on_line, echo
         self._buffer = ""
+        self._lock = threading.RLock()  # on_line may print back into this stream
 
     def write(self, text: str) -> int:
-        self.log.write(text)
-        if self.echo is not None:
-            self.echo.write(text)
-        self._buffer += text
-        while "\n" in self._buffer:
-            line, self._buffer = self._buffer.split("\n", 1)
-            self.on_line(line)  # parallel tasks can interleave their output within one line
+        with self._lock:
+            self.log.write(text)
+            if self.echo is not None:
+                self.echo.write(text)
+            self._buffer += text
+            while "\n" in self._buffer:
+                line, self._buffer = self._buffer.split("\n", 1)
+                self.on_line(line)  # parallel tasks can interleave output within one line
         return len(text)
 
     def flush(self) -> None:
-        self.log.flush()
+        with self._lock:
+            self.log.flush()
 
 
 def run_local(*, config_name: str, task_spec: str, store_uri: str, workdir: str,

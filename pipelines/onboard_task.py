@@ -42,6 +42,7 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
     """
     from mu2net.config import DEFAULT_STORE, TARGETS, get_config
     from mu2net.errors import ConfigError
+    from mu2net.resources import timed_pools
 
     if target not in TARGETS:
         raise ConfigError(f"target {target!r} is invalid: expected one of {list(TARGETS)}")
@@ -52,7 +53,7 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
     comps = build_components(config.image, light_image or config.image)
     cfg = {"config_json": config.to_json(), "config_hash": config.config_hash}
     light = config.placement.light
-    train_pool = config.placement.pool(target)
+    train_pool, commit_pool = timed_pools(config, target)  # deadlines from the budget
     children = config.search.children_per_generation
     generations = config.search.generations_per_cycle
     job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
@@ -86,7 +87,7 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
                                          **cfg), "ingest task", cache=False)
         task = ingest.outputs["task"]
         start = light_step(comps.start(task=task, store_uri=store_uri, seed=seed,
-                                       run_id=run_id, job_id=job_id, **cfg),
+                                       run_id=run_id, job_id=job_id, target=target, **cfg),
                            "start cycle (pin base version)", cache=False)
         state = start.outputs["state"]
         for generation in range(generations):
@@ -101,17 +102,17 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
                 place(child, train_pool, retry_backoff=retry_backoff)
             select = light_step(comps.select(plan=plan.outputs["plan"],
                                              results=dsl.Collected(child.outputs["result"]),
-                                             store_uri=store_uri, **cfg),
+                                             store_uri=store_uri, target=target, **cfg),
                                 f"generation {generation + 1}: select")
             state = select.outputs["state"]
         # Closing the cycle evaluates the best path on the test split (the cycle's one
         # inference pass; the report reads its result): it runs where children train, never
         # on the light pool, which a ViT-L test pass would outlast.
         commit = comps.commit(state=state, task=task, store_uri=store_uri,
-                              code_version=code_version, **cfg)
+                              code_version=code_version, target=target, **cfg)
         commit.set_display_name("close cycle and commit")
         commit.set_caching_options(enable_caching=False)
-        place(commit, train_pool, retry_backoff=retry_backoff)
+        place(commit, commit_pool, retry_backoff=retry_backoff)
         report = light_step(comps.report(extension=commit.outputs["extension"], task=task,
                                          store_uri=store_uri, **cfg), "report", cache=False)
         return report.outputs["Output"]

@@ -1,6 +1,7 @@
 """Shared fixtures. TensorFlow logs are quieted; Keras runs on TensorFlow unless a test asks."""
 
 import os
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -9,6 +10,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The CLI's store cache goes to a temporary folder, never the user's ~/.cache.
+os.environ["MU2NET_CACHE_DIR"] = tempfile.mkdtemp(prefix="mu2net-test-cache-")
 
 BUCKET = "mu2net-store-test"
 

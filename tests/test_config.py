@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from mu2net.config import CONFIG_NAMES, Config, Hparam, get_config
+from mu2net.config import CONFIG_NAMES, Config, get_config
 from mu2net.errors import ConfigError
+from mu2net.hparams import Hparam
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
@@ -17,10 +18,20 @@ def test_round_trip_keeps_method_version(name):
 
 
 def test_variants_have_distinct_method_versions():
-    versions = {get_config(n).method_version for n in CONFIG_NAMES if n != "tpu"}
-    assert len(versions) == 3  # gpu and tpu share the method, differ in placement
-    assert get_config("gpu").method_version == get_config("tpu").method_version
+    versions = {get_config(n).method_version for n in CONFIG_NAMES}
+    # gpu differs from tpu in its image sizes: an L4 holds 224 px only
+    assert len(versions) == 4
     assert get_config("gpu").config_hash != get_config("tpu").config_hash
+
+
+def test_precision_is_checked_and_recorded_but_not_the_method():
+    config = get_config("testing")
+    mixed = config.replace(precision="mixed_bfloat16")
+    assert mixed.method_version == config.method_version
+    assert mixed.config_hash != config.config_hash
+    assert Config.from_json(mixed.to_json()).precision == "mixed_bfloat16"
+    with pytest.raises(ConfigError, match="precision='bf16' is invalid.*mixed_bfloat16"):
+        config.replace(precision="bf16")
 
 
 def test_method_version_tracks_method_not_placement():
@@ -62,5 +73,8 @@ def test_paper_values_in_gpu_variant():
     assert config.search.children_per_generation * config.search.generations_per_cycle == 16
     assert (config.score.scale, config.score.params_ref, config.score.flops_ref) == (
         0.99, 2.2e9, 3.8e12)
-    assert config.hparams.get("ds_image_size").values == (224, 384)
+    # sized for one L4 (README, "Sizing the accelerator configs"); the tpu keeps both sizes
+    assert config.hparams.get("ds_image_size").values == (224,)
+    assert get_config("tpu").hparams.get("ds_image_size").values == (224, 384)
+    assert config.precision == get_config("tpu").precision == "mixed_bfloat16"
     assert config.hparams.get("_mu_").default == 0.2

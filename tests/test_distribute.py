@@ -57,8 +57,8 @@ SCRIPT = textwrap.dedent("""
     built = []
     real_build = search.build_model
 
-    def recording_build(arch, hparams, params, trainable=()):  # the real build, recorded
-        model = real_build(arch, hparams, params, trainable=trainable)
+    def recording_build(arch, hparams, params, trainable=(), precision="float32"):  # recorded
+        model = real_build(arch, hparams, params, trainable=trainable, precision=precision)
         built.append((model, {{n: {{k: np.array(v) for k, v in w.items()}}
                                for n, w in params.items()}}))
         return model

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from components.placement import IMAGE_UID
-from mu2net.version import code_version, image_ref
+from mu2net import version as version_module
+from mu2net.version import baked_version, code_version, image_ref, package_version
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "images"
@@ -124,7 +125,7 @@ def test_build_script_tags_with_the_code_version():
 
 
 def test_code_version_is_a_docker_tag():
-    version = code_version()
+    version = code_version(baked=baked_version())
     assert re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", version)
     out = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "mu2net.version"],
                          capture_output=True, text=True, check=True, cwd=ROOT)
@@ -133,7 +134,26 @@ def test_code_version_is_a_docker_tag():
 
 def test_code_version_from_the_image_environment(monkeypatch):
     monkeypatch.setenv("MU2NET_CODE_VERSION", "v1.2.3-4-gabc/def")
-    assert code_version() == "v1.2.3-4-gabc-def"
+    assert baked_version() == "v1.2.3-4-gabc/def"  # read by entry points only
+    assert code_version(baked=baked_version()) == "v1.2.3-4-gabc-def"
+    assert code_version() != "v1.2.3-4-gabc-def"  # the library never reads the environment
+    out = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "mu2net.version"],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "v1.2.3-4-gabc-def"  # the entry point does
+
+
+@pytest.mark.parametrize("described, expected", [
+    ("1234abcd5678", "{pkg}-g1234abcd5678"),  # no tag, a hash that starts with digits
+    ("1234abcd5678-dirty", "{pkg}-g1234abcd5678-dirty"),
+    ("abcd12345678", "{pkg}-gabcd12345678"),
+    ("v0.2.0", "v0.2.0"),
+    ("0.2.0-3-g1a2b3c4d5e6f-dirty", "0.2.0-3-g1a2b3c4d5e6f-dirty"),
+])
+def test_code_version_tells_a_bare_hash_from_a_release_tag(monkeypatch, tmp_path, described,
+                                                           expected):
+    (tmp_path / ".git").mkdir()
+    monkeypatch.setattr(version_module, "_git_describe", lambda repo: described)
+    assert code_version(str(tmp_path)) == expected.format(pkg=package_version())
 
 
 @pytest.mark.parametrize("target", KINDS)
@@ -148,7 +168,7 @@ def test_compiled_pipelines_reference_the_built_images(target, tmp_path):
     images = {}
     for name, executor in spec["deploymentSpec"]["executors"].items():
         images.setdefault(executor["container"]["image"], []).append(name)
-    tag = code_version()
+    tag = code_version(baked=baked_version())
     train = image_ref(registry, target, tag)
     light = image_ref(registry, "cpu", tag)
     assert set(images) == {train, light}

@@ -9,7 +9,7 @@ from mu2net_helpers import random_image_batches, reference_block
 
 from mu2net.blobs import ChainBlobs, DirBlobs, FileBlobs, MemoryBlobs, ParamsCache
 from mu2net.config import get_config
-from mu2net.errors import IntegrityError, SchemaError, StoreError
+from mu2net.errors import ConfigError, IntegrityError, SchemaError, StoreError
 from mu2net.model import (
     build_model,
     component_layers,
@@ -117,6 +117,26 @@ def test_new_head_is_zero_and_predicts_uniformly():
     h = hparams()
     model = build_model(ARCH, h, fresh_params(h))
     np.testing.assert_array_equal(logits(model, images()), np.zeros((3, 5), np.float32))
+
+
+def test_mixed_bfloat16_computes_in_bfloat16_keeps_float32_weights_and_logits():
+    import keras
+
+    h = hparams()
+    params = fresh_params(h)
+    params["head"] = {k: np.random.default_rng(1).normal(0, 0.5, v.shape).astype(np.float32)
+                      for k, v in params["head"].items()}
+    full = build_model(ARCH, h, params)
+    mixed = build_model(ARCH, h, params, trainable=list(params), precision="mixed_bfloat16")
+    out, ref = logits(mixed, images()), logits(full, images())
+    assert out.dtype == np.float32  # the loss sees float32 logits
+    assert 0 < np.abs(out - ref).max() < 0.1  # bfloat16 rounding, not another model
+    assert {v.dtype for v in mixed.trainable_variables} == {"float32"}
+    blocks = [layer for layer in mixed.layers if layer.name == "encoderblock_0"]
+    assert blocks[0].compute_dtype == "bfloat16"
+    assert keras.ops.convert_to_numpy(mixed.layers[-1].w["kernel"]).dtype == np.float32
+    with pytest.raises(ConfigError, match="precision='float16' is invalid.*mixed_bfloat16"):
+        build_model(ARCH, h, params, precision="float16")
 
 
 def test_inserted_adapter_is_the_identity():

@@ -8,8 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mu2net.config import MU_VALUES, get_config
+from mu2net.config import get_config
 from mu2net.errors import ConfigError
+from mu2net.hparams import MU_VALUES
 from mu2net.model import component_names, component_shapes
 from mu2net.mutations import (
     do_mutate,

@@ -8,6 +8,7 @@ from kfp import compiler, dsl
 from components import build_components
 from components.placement import check_pool, place, pool_fields
 from mu2net.config import CONFIG_NAMES, TARGETS, Config, NodePool, get_config, gke_gpu_pool
+from mu2net.resources import timed_pools
 from pipelines.onboard_task import build_pipeline, pipeline_name
 
 TRAIN_IMAGE = "registry.example/mu2net-{target}:1.2.3"
@@ -17,18 +18,18 @@ LIGHT_STEPS = ("ingest-task", "start-cycle", "plan-generation", "select-children
 POOL_STEPS = ("train-child", "close-and-commit")  # on the target's pool (commit: test inference)
 
 # The exact placement per target: (IR accelerator, node selector labels, tolerations,
-# cpu request, memory request, deadline seconds, retries).
+# cpu request, memory request, retries); deadlines come from the config's budget.
 EXPECTED = {
-    "cpu": (None, None, None, "1", "4G", 3600, 2),
+    "cpu": (None, None, None, "1", "4G", 2),
     "gpu": ({"resourceType": "nvidia.com/gpu", "resourceCount": "1"},
             {"cloud.google.com/gke-accelerator": "nvidia-l4"},
             [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}],
-            "6", "24G", 21600, 3),
+            "6", "24G", 3),
     "tpu": ({"resourceType": "google.com/tpu", "resourceCount": "4"},
             {"cloud.google.com/gke-tpu-accelerator": "tpu-v5-lite-podslice",
              "cloud.google.com/gke-tpu-topology": "2x2"},
             [{"effect": "NoSchedule", "key": "google.com/tpu", "operator": "Exists"}],
-            "20", "100G", 21600, 3),
+            "20", "100G", 3),
 }
 SECURITY = {"runAsGroup": "1000", "runAsNonRoot": True, "runAsUser": "1000"}
 
@@ -65,13 +66,16 @@ def all_tasks(spec):
 def test_placement_is_exact(config_name, target, tmp_path):
     spec, k8s = compiled(config_name, target, tmp_path)
     config = get_config(config_name)
-    accel, selectors, tolerations, cpu, mem, deadline, retries = EXPECTED[target]
+    accel, selectors, tolerations, cpu, mem, retries = EXPECTED[target]
     assert spec["pipelineInfo"]["name"] == pipeline_name(config_name, target)
 
     trains = executors_of(spec, "train-child")
     assert len(trains) == config.search.generations_per_cycle
     commits = executors_of(spec, "close-and-commit")
     assert len(commits) == 1
+    train_pool, commit_pool = timed_pools(config, target)  # deadlines from the budget
+    deadlines = {**dict.fromkeys(trains, train_pool.timeout_s),
+                 **dict.fromkeys(commits, commit_pool.timeout_s)}
     for label, executor in {**trains, **commits}.items():
         container = executor["container"]
         assert container["image"] == TRAIN_IMAGE.format(target=target)
@@ -88,7 +92,7 @@ def test_placement_is_exact(config_name, target, tmp_path):
         else:
             assert platform["nodeSelector"] == {"labels": selectors}
             assert platform["tolerations"] == tolerations
-        assert platform["activeDeadlineSeconds"] == str(deadline)
+        assert platform["activeDeadlineSeconds"] == str(deadlines[label])
         assert platform["securityContext"] == SECURITY
 
     for step in LIGHT_STEPS:

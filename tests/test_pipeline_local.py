@@ -164,3 +164,29 @@ def test_two_tasks_onboarded_in_sequence(tmp_path):
     # history: one version per run, each recording its run
     runs = [v.provenance.get("run_id") for v in store.versions()]
     assert runs[1] == "run-digits" and len(set(runs)) == 3
+
+
+def test_the_run_log_survives_parallel_children_writing_at_once(tmp_path):
+    """kfp.local's ParallelFor children print from several threads into one log: without the
+    stream's lock the file got torn characters and NUL bytes (seen in CI-like runs)."""
+    import threading
+
+    from pipelines.local_run import _LogStream
+
+    lines = []
+    path = tmp_path / "run.log"
+    with open(path, "w") as log:
+        stream = _LogStream(log, lines.append, None)
+
+        def child(i):
+            for j in range(3000):
+                stream.write(f"child {i} step {j} – ünïcødé {'x' * (j % 50)}\n")
+
+        threads = [threading.Thread(target=child, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    text = path.read_bytes().decode()  # raises on a torn character
+    assert "\x00" not in text
+    assert len(text.splitlines()) == len(lines) == 8 * 3000

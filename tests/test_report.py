@@ -22,9 +22,9 @@ from mu2net.cli import main
 from mu2net.config import get_config
 from mu2net.errors import ConfigError
 from mu2net.progress import StepTimer, bar, duration
-from mu2net.schema import TaskInfo
 from mu2net.search_state import SEARCH_RECORD_SCHEMA, SearchState, search_record
 from mu2net.store.synthetic import synthetic_extension
+from mu2net.task_info import TaskInfo
 
 CONFIG = get_config("testing")
 ARTIFACTS = pathlib.Path(__file__).resolve().parents[1] / "build" / "test-artifacts"

@@ -12,10 +12,9 @@ from mu2net_helpers import digits_task
 from mu2net.cli import main
 from mu2net.config import get_config
 from mu2net.errors import IntegrityError
-from mu2net.root import (
-    build_root,
+from mu2net.root import build_root, pretrain_root
+from mu2net.root_cache import (
     cached_pretrained_root,
-    pretrain_root,
     root_cache_file,
     root_cache_inputs,
     root_cache_key,

@@ -11,9 +11,9 @@ from mu2net.schema import (
     Path,
     SystemVersion,
     SystemView,
-    TaskInfo,
     sha256_hex,
 )
+from mu2net.task_info import TaskInfo
 
 
 def comp(name, creator="_root", n=4, tag=""):

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from mu2net.errors import SchemaError
-from mu2net.schema import Path, TaskInfo, sha256_hex
+from mu2net.schema import Path, sha256_hex
 from mu2net.search_state import Candidate, SearchState, derive_rng, derive_seed
+from mu2net.task_info import TaskInfo
 
 
 def state():

@@ -50,11 +50,13 @@ def run_chain(store_uri: str, work: str, spec: str, *, seed: int, run_id: str) -
     commit = steps.commit_step(state_dir=state_dir, task_dir=task_dir, store_uri=store_uri,
                                code_version="test", extension_dir=extension_dir, **CFG)
     leases["after commit"] = [lease.run_id for lease in store.leases()]
+    leased_blobs = {blob for lease in store.leases() for blob in lease.blobs}
     steps.report_step(extension_dir=extension_dir, task_dir=task_dir, store_uri=store_uri,
                       markdown_path=os.path.join(work, "report.md"),
                       html_path=os.path.join(work, "report.html"), **CFG)
     leases["after report"] = [lease.run_id for lease in store.leases()]
     return {"commit": commit, "leases": leases, "task_dir": task_dir,
+            "leased_blobs": leased_blobs,
             "extension": json.load(open(os.path.join(extension_dir, "extension.json")))}
 
 
@@ -72,3 +74,11 @@ def test_the_step_chain_commits_what_the_search_finds_in_process(tmp_path) -> No
                        workdir=str(tmp_path / "evolve"))
     assert extension.path.to_dict() == out["extension"]["path"]
     assert extension.path.hash == committed.hash
+    # Steps pass hashes: no artifact holds a parameter file; the new blobs were staged once in
+    # the store under the run's lease, which covered them until the report.
+    artifacts = [name for _, _, files in os.walk(tmp_path / "work") for name in files
+                 if not name.startswith("events.out")]
+    assert artifacts and not [name for name in artifacts if name.endswith(".npz")]
+    new = set(out["extension"]["blob_files"])
+    assert new and new <= out["leased_blobs"]
+    assert all(store.has_blob(blob) for blob in new)

@@ -9,12 +9,14 @@ import pytest
 from mu2net_helpers import random_root_store
 
 from mu2net import queue, steps, tensorboard
+from mu2net.blobs import STAGED_IN_STORE
 from mu2net.cli import main
 from mu2net.config import get_config
 from mu2net.errors import ConfigError, SchemaError, TaskError
 from mu2net.report import status_dict
-from mu2net.schema import Extension, Path, TaskInfo
+from mu2net.schema import Extension, Path
 from mu2net.search_state import SearchState
+from mu2net.task_info import TaskInfo
 
 CONFIG = get_config("testing")
 
@@ -113,22 +115,18 @@ def test_next_takes_the_queue_then_the_task_with_most_to_gain(store):
         queue.resolve_request(store, "demo:x", "later", "run-5")
 
 
-def test_state_folders_carry_their_blobs(tmp_path):
-    blob = tmp_path / "x.npz"
-    blob.write_bytes(b"params")
+def test_state_folders_carry_blob_hashes_not_copies(tmp_path):
     digest = "a" * 64
     state = SearchState(task="t", task_info=task_info("t", "demo:t"), config_name="testing",
                         method_version="m", base_version=3, seed=1, run_id="r",
-                        staged_blobs={digest: str(blob)})
+                        staged_blobs={digest: STAGED_IN_STORE})
     steps.save_state(state, str(tmp_path / "out"))
-    doc = json.loads((tmp_path / "out" / "state.json").read_text())
-    assert doc["staged_blobs"] == {digest: f"blobs/{digest}.npz"}  # relative in the artifact
-    # the folder moves (another pod downloads it elsewhere): paths resolve to the new place
-    os.rename(tmp_path / "out", tmp_path / "moved")
-    loaded = steps.load_state(str(tmp_path / "moved"))
-    assert loaded.staged_blobs == {digest: str(tmp_path / "moved" / "blobs" / f"{digest}.npz")}
-    assert open(loaded.staged_blobs[digest], "rb").read() == b"params"
-    assert loaded.replace(staged_blobs={}) == state.replace(staged_blobs={})
+    assert sorted(os.listdir(tmp_path / "out")) == ["state.json"]  # no parameters travel
+    assert steps.load_state(str(tmp_path / "out")) == state
+    local = state.replace(staged_blobs={digest: str(tmp_path / "x.npz")})
+    with pytest.raises(SchemaError, match="not staged in the store.*aaaa"):
+        steps.save_state(local, str(tmp_path / "refused"))
+    assert not (tmp_path / "refused").exists()
 
 
 def test_tensorboard_events_round_trip(tmp_path):
@@ -210,12 +208,13 @@ def test_cli_status_json_and_queue(store, capsys):
 
 
 def test_cli_compile_writes_the_code_version(tmp_path, capsys):
-    from mu2net.version import code_version
+    from mu2net.version import baked_version, code_version
 
+    version = code_version(baked=baked_version())  # what the CLI reads
     assert main(["compile", "--config", "testing", "--target", "gpu", "--out", str(tmp_path),
                  "--registry", "r.example/p"]) == 0
     path = tmp_path / "onboard-testing-gpu.yaml"
     text = path.read_text()
-    assert f"image: r.example/p/mu2net-gpu:{code_version()}" in text
-    assert f"image: r.example/p/mu2net-cpu:{code_version()}" in text
+    assert f"image: r.example/p/mu2net-gpu:{version}" in text
+    assert f"image: r.example/p/mu2net-cpu:{version}" in text
     assert str(path) in capsys.readouterr().out

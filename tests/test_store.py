@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +19,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 from conftest import BUCKET
 
+from mu2net.blobs import STAGED_IN_STORE
 from mu2net.errors import ConflictError, IntegrityError, SchemaError, StoreError
 from mu2net.schema import ROOT_TASK, Extension, Path, SystemVersion, sha256_hex
 from mu2net.scoring import config_scorer
@@ -706,6 +709,50 @@ def test_gc_keeps_referenced_and_leased_blobs(store_uri, tmp_path) -> None:
     assert_consistent(fresh)
 
 
+def test_staged_blobs_survive_gc_until_released_and_commit_by_hash(store_uri, tmp_path) -> None:
+    store = make_store(store_uri)
+    root = init_store(store, str(tmp_path))
+    ext = make_extension(str(tmp_path / "run"), root, "cifar", "run-1", 0)
+    written = store.stage_blobs("run-1", ext.blob_files, ttl_s=1e6, base_version=0)
+    assert written == sum(os.path.getsize(f) for f in ext.blob_files.values())
+    assert store.stage_blobs("run-1", ext.blob_files, ttl_s=1e6) == 0  # a retry writes nothing
+    assert set(ext.blob_files) <= set(store.leases()[0].blobs)
+    later = time.time() + 1000
+    assert store.gc(retention_s=10, now=later, dry_run=False) == []  # leased: kept
+    by_hash = replace(ext, blob_files=dict.fromkeys(ext.blob_files, STAGED_IN_STORE))
+    shutil.rmtree(tmp_path / "run")  # the commit needs no local copy
+    assert store.commit(by_hash).version == 1
+    store.release_lease("run-1")
+    assert store.gc(retention_s=10, now=later) == []  # now referenced by the head
+    assert_consistent(store)
+
+
+def test_commit_of_a_staged_blob_that_was_collected_publishes_nothing(store_uri,
+                                                                      tmp_path) -> None:
+    store = make_store(store_uri)
+    root = init_store(store, str(tmp_path))
+    ext = make_extension(str(tmp_path / "run"), root, "cifar", "run-1", 0)
+    store.stage_blobs("run-1", ext.blob_files, ttl_s=1e6, base_version=0)
+    store.release_lease("run-1")  # as if the lease had expired
+    collected = store.gc(retention_s=10, now=time.time() + 1000, dry_run=False)
+    assert sorted(blob_key(b) for b in ext.blob_files) == collected
+    by_hash = replace(ext, blob_files=dict.fromkeys(ext.blob_files, STAGED_IN_STORE))
+    with pytest.raises(StoreError, match="staged .* but is gone: the run's lease expired"):
+        store.commit(by_hash)
+    assert store.head() == 0
+
+
+def test_only_the_cli_caches_and_where_its_entry_point_says(tmp_path, monkeypatch) -> None:
+    from mu2net.commands.common import _store, user_cache_dir
+
+    assert open_store(str(tmp_path / "s"), create=True).cache_dir is None  # steps, library
+    monkeypatch.setenv("MU2NET_CACHE_DIR", str(tmp_path / "cache"))
+    assert _store(str(tmp_path / "s")).cache_dir == str(tmp_path / "cache")
+    monkeypatch.delenv("MU2NET_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert user_cache_dir() == str(tmp_path / "xdg" / "mu2net" / "store")
+
+
 def test_lease_renewal_merges_blobs(store_uri) -> None:
     store = make_store(store_uri)
     one, two = "1" * 64, "2" * 64
@@ -736,7 +783,7 @@ def test_commit_restores_a_reused_blob_collected_meanwhile(store_uri, tmp_path) 
 
 
 def test_task_info_is_immutable_per_content_hash(store_uri) -> None:
-    from mu2net.schema import TaskInfo
+    from mu2net.task_info import TaskInfo
 
     info = TaskInfo(name="cifar", source="demo:cifar", num_classes=2, class_names=("a", "b"),
                     split_sizes={"train": 10, "validation": 2, "test": 2},

@@ -7,13 +7,13 @@ import pytest
 
 from mu2net.errors import SchemaError, TaskError
 from mu2net.schema import (
-    SPLITS,
     Component,
     Path,
     SystemVersion,
     SystemView,
     document_hash,
 )
+from mu2net.task_info import SPLITS
 from mu2net.tasks.ingest import (
     INFO_FILE,
     check_onboarding,

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from mu2net.errors import TaskError
-from mu2net.schema import SPLITS
+from mu2net.task_info import SPLITS
 from mu2net.tasks.prepare import build_task, carve_missing_splits, validation_size
 from mu2net.tasks.sources import load_source, parse_spec
 from mu2net.tasks.suite import load_suite_task

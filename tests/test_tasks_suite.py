@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mu2net.errors import TaskError
-from mu2net.schema import SPLITS
+from mu2net.task_info import SPLITS
 from mu2net.tasks import glyphs, locations
 from mu2net.tasks.ingest import ingest, load_prepared
 from mu2net.tasks.suite import ROOT_TASK_NAME, SUITE, load_suite_task, suite_names

@@ -12,7 +12,7 @@ import time
 
 from mu2net.blobs import DirBlobs
 from mu2net.config import get_config
-from mu2net.root import cached_pretrained_root
+from mu2net.root_cache import cached_pretrained_root
 from mu2net.scoring import config_scorer
 from mu2net.search import evolve
 from mu2net.store import open_store

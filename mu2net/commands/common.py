@@ -27,7 +27,20 @@ def _store(uri: str, config_name: str | None = None, *, create: bool = False) ->
 
     _check_store_uri(uri)
     config = get_config(config_name) if config_name is not None else None
-    return open_store(uri, config, create=create)
+    return open_store(uri, config, create=create, cache_dir=user_cache_dir())
+
+
+CACHE_ENV = "MU2NET_CACHE_DIR"
+
+
+def user_cache_dir() -> str:
+    """The store's local cache for commands run by a user (read here, at the entry point):
+    `$MU2NET_CACHE_DIR`, else `$XDG_CACHE_HOME/mu2net/store`, by default
+    `~/.cache/mu2net/store`. Tests point it at a temporary folder."""
+    if os.environ.get(CACHE_ENV):
+        return os.environ[CACHE_ENV]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "mu2net", "store")
 
 
 def _check_store_uri(uri: str) -> None:

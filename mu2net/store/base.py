@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mu2net.schema import Extension, Path, SystemVersion, SystemView, TaskInfo
+from mu2net.schema import Extension, Path, SystemVersion, SystemView
+from mu2net.task_info import TaskInfo
 
 # How a same-task race is decided: the score of a path read against a system view (the merged
 # version). `mu2net.scoring.config_scorer(config)` builds the method's scorer.
@@ -233,6 +234,13 @@ class ModelStore(abc.ABC):
     def acquire_lease(self, run_id: str, *, ttl_s: float, base_version: int | None = None,
                       blobs: Sequence[str] = ()) -> Lease:
         """Create or renew a run's lease (renewal keeps earlier blobs and the base version)."""
+
+    @abc.abstractmethod
+    def stage_blobs(self, run_id: str, blob_files: Mapping[str, str], *, ttl_s: float,
+                    base_version: int | None = None) -> int:
+        """Put a run's new blobs (sha256 -> local file) into the store's content-addressed
+        blobs under the run's lease, before any version references them, so pipeline steps
+        pass hashes instead of copies. Idempotent; returns the bytes written."""
 
     @abc.abstractmethod
     def release_lease(self, run_id: str) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from mu2net.blobs import STAGED_IN_STORE
 from mu2net.errors import ConflictError, IntegrityError, SchemaError, StoreError
 from mu2net.schema import Path, SystemVersion
 from mu2net.store.base import Lease, ObjectBackend
@@ -199,6 +200,8 @@ class CollectionOps:
         exists and keeps its blobs), then restores what they deleted from its own copies."""
         self._await_collections()
         for blob_hash, file_path in sorted(blob_files.items()):
+            if file_path == STAGED_IN_STORE:
+                continue  # held by the run's lease until the report has read the version
             if not self.backend.exists(blob_key(blob_hash)):
                 log.warning("blob %s was collected while a commit referenced it; restoring it",
                             blob_hash)

@@ -19,7 +19,6 @@ from mu2net.schema import (
     Path,
     SystemVersion,
     SystemView,
-    TaskInfo,
     sha256_hex,
     validate_task_name,
 )
@@ -37,6 +36,7 @@ from mu2net.store.layout import (
     task_info_key,
     version_key,
 )
+from mu2net.task_info import TaskInfo
 
 log = logging.getLogger(__name__)
 

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from mu2net.blobs import STAGED_IN_STORE
 from mu2net.errors import ConflictError, IntegrityError, SchemaError, StoreError
 from mu2net.schema import (
     ROOT_TASK,
@@ -70,7 +71,6 @@ from mu2net.store.reads import ReadOps
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "mu2net", "store")
 ROLLBACK_LEASE_S = 3600.0  # a rollback copies one path's blobs and publishes: minutes at most
 _FETCH_THREADS = 16
 _PROVENANCE_PROBE_BYTES = 16 * 1024
@@ -96,13 +96,14 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, ModelStore):
     Args:
         backend: where the objects live (`LocalBackend`, `GcsBackend`).
         cache_dir: local cache of path documents and blobs keyed by hash (always verified on
-            read); None disables it.
+            read); None (the default: pipeline pods are short-lived) disables it. The CLI
+            passes the user's cache folder.
         scorer: decides same-task races (`config_scorer(config)` for the method's score);
             None compares `metrics.validation_accuracy`.
         max_attempts: rebases before a commit gives up with `ConflictError`.
     """
 
-    def __init__(self, backend: ObjectBackend, *, cache_dir: str | None = DEFAULT_CACHE_DIR,
+    def __init__(self, backend: ObjectBackend, *, cache_dir: str | None = None,
                  scorer: ScoreFn | None = None, max_attempts: int = 500,
                  clock: Callable[[], float] = time.time) -> None:
         self.backend = backend
@@ -120,12 +121,17 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, ModelStore):
     # === writes =============================================================================
 
     def _upload_files(self, blob_files: Mapping[str, str]) -> tuple[int, set[str]]:
-        """Upload an extension's blobs not yet stored: (bytes written, hashes already there)."""
+        """Upload an extension's blobs not yet stored: (bytes written, hashes already there).
+        A blob listed as `STAGED_IN_STORE` must already be there."""
         written, present = 0, set()
         for blob_hash, file_path in sorted(blob_files.items()):
             if self.backend.exists(blob_key(blob_hash)):
                 present.add(blob_hash)
                 continue
+            if file_path == STAGED_IN_STORE:
+                raise StoreError(f"blob {blob_hash} was staged in {self.uri} but is gone: the "
+                                 "run's lease expired and gc collected it; run the cycle "
+                                 "again (nothing was published)")
             data = read_blob_file(file_path, blob_hash)
             try:
                 self.backend.write(blob_key(blob_hash), data, if_generation_match=0)
@@ -133,6 +139,15 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, ModelStore):
             except ConflictError:
                 present.add(blob_hash)
         return written, present
+
+    def stage_blobs(self, run_id: str, blob_files: Mapping[str, str], *, ttl_s: float,
+                    base_version: int | None = None) -> int:
+        # The lease names the blobs before they exist, so no collection can take them between
+        # the upload and the commit that references them.
+        self.acquire_lease(run_id, ttl_s=ttl_s, base_version=base_version,
+                           blobs=sorted(blob_files))
+        written, _ = self._upload_files(blob_files)
+        return written
 
     def _verify_blobs(self, path: Path, skip: Iterable[str] = ()) -> None:
         known = set(skip)

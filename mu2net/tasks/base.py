@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from mu2net.errors import TaskError
-from mu2net.schema import SPLITS, TaskInfo
+from mu2net.task_info import SPLITS, TaskInfo
 
 
 class TaskData(Protocol):

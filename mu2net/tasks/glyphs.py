@@ -7,15 +7,18 @@ a task renders to the same bytes on every machine with the same font files.
 
 Fonts are grouped by design (a Helvetica clone from two vendors is one group), and whole groups
 are held out: the test and validation splits contain only fonts of designs never seen in
-training. The font list is explicit so a task's size never changes silently; a missing file
-raises `TaskError` naming its package (`Family.package_of`).
+training. The font list is explicit (the table `glyph_fonts.json`, package data) so a task's
+size never changes silently; a missing file raises `TaskError` naming its package
+(`Family.package_of`).
 """
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 
 import numpy as np
 
@@ -26,14 +29,12 @@ IMAGE_SIZE = 28
 RENDER_SIZE = 64
 STYLES = ("regular", "bold", "italic", "bold_italic")
 
-_DEJAVU = ("fonts-dejavu-core", "fonts/truetype/dejavu")
+FONTS_FILE = "glyph_fonts.json"  # the font table, package data beside this module
+_DEJAVU_CORE = "fonts-dejavu-core"
 # fonts-dejavu-core ships only the upright Sans, Serif and Mono faces; the rest are in -extra.
 DEJAVU_CORE_FILES = frozenset({"DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf",
                                "DejaVuSerif-Bold.ttf", "DejaVuSansMono.ttf",
                                "DejaVuSansMono-Bold.ttf"})
-_FREE = ("fonts-freefont-ttf", "fonts/truetype/freefont")
-_URW = ("fonts-urw-base35", "fonts/opentype/urw-base35")
-_NOTO = ("fonts-noto-core", "fonts/truetype/noto")
 
 
 @dataclass(frozen=True)
@@ -54,75 +55,21 @@ class Family:
 
     def package_of(self, file: str) -> str:
         """The Debian package that installs `file`."""
-        if self.package == _DEJAVU[0] and file not in DEJAVU_CORE_FILES:
+        if self.package == _DEJAVU_CORE and file not in DEJAVU_CORE_FILES:
             return "fonts-dejavu-extra"
         return self.package
 
 
-def _fam(name: str, group: str, where: tuple[str, str], styles: Sequence[str],
-         extra: Sequence[str] = ()) -> Family:
-    return Family(name, group, where[0], where[1], tuple(styles), tuple(extra))
+def _load_families() -> tuple[Family, ...]:
+    """The font table of `FONTS_FILE`: one entry per family, its folder by its package."""
+    doc = json.loads(resources.files("mu2net.tasks").joinpath(FONTS_FILE).read_text("utf-8"))
+    folders = doc["folders"]
+    return tuple(Family(f["name"], f["group"], f["package"], folders[f["package"]],
+                        tuple(f["styles"]), tuple(f.get("extra", ())))
+                 for f in doc["families"])
 
 
-FAMILIES: tuple[Family, ...] = (
-    _fam("DejaVuSans", "dejavu_sans", _DEJAVU,
-         ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
-          "DejaVuSans-BoldOblique.ttf"], ["DejaVuSans-ExtraLight.ttf"]),
-    _fam("DejaVuSansCondensed", "dejavu_sans", _DEJAVU,
-         ["DejaVuSansCondensed.ttf", "DejaVuSansCondensed-Bold.ttf",
-          "DejaVuSansCondensed-Oblique.ttf", "DejaVuSansCondensed-BoldOblique.ttf"]),
-    _fam("DejaVuSerif", "dejavu_serif", _DEJAVU,
-         ["DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf",
-          "DejaVuSerif-BoldItalic.ttf"]),
-    _fam("DejaVuSerifCondensed", "dejavu_serif", _DEJAVU,
-         ["DejaVuSerifCondensed.ttf", "DejaVuSerifCondensed-Bold.ttf",
-          "DejaVuSerifCondensed-Italic.ttf", "DejaVuSerifCondensed-BoldItalic.ttf"]),
-    _fam("DejaVuSansMono", "dejavu_mono", _DEJAVU,
-         ["DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf",
-          "DejaVuSansMono-BoldOblique.ttf"]),
-    _fam("FreeSans", "helvetica", _FREE,
-         ["FreeSans.ttf", "FreeSansBold.ttf", "FreeSansOblique.ttf", "FreeSansBoldOblique.ttf"]),
-    _fam("FreeSerif", "times", _FREE,
-         ["FreeSerif.ttf", "FreeSerifBold.ttf", "FreeSerifItalic.ttf",
-          "FreeSerifBoldItalic.ttf"]),
-    _fam("FreeMono", "courier", _FREE,
-         ["FreeMono.ttf", "FreeMonoBold.ttf", "FreeMonoOblique.ttf", "FreeMonoBoldOblique.ttf"]),
-    _fam("NimbusSans", "helvetica", _URW,
-         ["NimbusSans-Regular.otf", "NimbusSans-Bold.otf", "NimbusSans-Italic.otf",
-          "NimbusSans-BoldItalic.otf"]),
-    _fam("NimbusSansNarrow", "helvetica", _URW,
-         ["NimbusSansNarrow-Regular.otf", "NimbusSansNarrow-Bold.otf",
-          "NimbusSansNarrow-Oblique.otf", "NimbusSansNarrow-BoldOblique.otf"]),
-    _fam("NimbusRoman", "times", _URW,
-         ["NimbusRoman-Regular.otf", "NimbusRoman-Bold.otf", "NimbusRoman-Italic.otf",
-          "NimbusRoman-BoldItalic.otf"]),
-    _fam("NimbusMonoPS", "courier", _URW,
-         ["NimbusMonoPS-Regular.otf", "NimbusMonoPS-Bold.otf", "NimbusMonoPS-Italic.otf",
-          "NimbusMonoPS-BoldItalic.otf"]),
-    _fam("C059", "century", _URW,
-         ["C059-Roman.otf", "C059-Bold.otf", "C059-Italic.otf", "C059-BdIta.otf"]),
-    _fam("P052", "palatino", _URW,
-         ["P052-Roman.otf", "P052-Bold.otf", "P052-Italic.otf", "P052-BoldItalic.otf"]),
-    _fam("URWBookman", "bookman", _URW,
-         ["URWBookman-Light.otf", "URWBookman-Demi.otf", "URWBookman-LightItalic.otf",
-          "URWBookman-DemiItalic.otf"]),
-    _fam("URWGothic", "avantgarde", _URW,
-         ["URWGothic-Book.otf", "URWGothic-Demi.otf", "URWGothic-BookOblique.otf",
-          "URWGothic-DemiOblique.otf"]),
-    _fam("Z003", "chancery", _URW, [], ["Z003-MediumItalic.otf"]),
-    _fam("NotoSans", "noto_sans", _NOTO,
-         ["NotoSans-Regular.ttf", "NotoSans-Bold.ttf", "NotoSans-Italic.ttf",
-          "NotoSans-BoldItalic.ttf"]),
-    _fam("NotoSansDisplay", "noto_sans", _NOTO,
-         ["NotoSansDisplay-Regular.ttf", "NotoSansDisplay-Bold.ttf",
-          "NotoSansDisplay-Italic.ttf", "NotoSansDisplay-BoldItalic.ttf"]),
-    _fam("NotoSerif", "noto_serif", _NOTO,
-         ["NotoSerif-Regular.ttf", "NotoSerif-Bold.ttf", "NotoSerif-Italic.ttf",
-          "NotoSerif-BoldItalic.ttf"]),
-    _fam("NotoSerifDisplay", "noto_serif", _NOTO,
-         ["NotoSerifDisplay-Regular.ttf", "NotoSerifDisplay-Bold.ttf",
-          "NotoSerifDisplay-Italic.ttf", "NotoSerifDisplay-BoldItalic.ttf"]),
-)
+FAMILIES: tuple[Family, ...] = _load_families()
 
 # Whole design groups held out. Test: four designs unlike any training design in some way
 # (Palatino, Bookman, a monospace sans, Noto Serif); validation: Century Schoolbook, Avant Garde

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from mu2net.errors import TaskError
-from mu2net.schema import SPLITS, SystemView, TaskInfo, check_mode
+from mu2net.schema import SystemView, check_mode
+from mu2net.task_info import SPLITS, TaskInfo
 from mu2net.tasks.base import ArrayTask
 from mu2net.tasks.sources import DEFAULT_MAX_BAD_FRACTION, load_source, parse_spec
 

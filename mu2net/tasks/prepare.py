@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from mu2net.errors import TaskError
-from mu2net.schema import SPLITS
+from mu2net.task_info import SPLITS
 from mu2net.tasks.base import ArrayTask
 from mu2net.tasks.validate import check_learnable, check_validation_size
 
