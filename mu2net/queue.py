@@ -1,5 +1,6 @@
 """What a run works on: the store's task queue first, else the task with the most to gain
-from one more cycle (the re-evolution rule), and the source a task was ingested from."""
+from one more cycle (the re-evolution rule), and the source a task was ingested from; then
+the requested task prepared, or its queue entry failed when the task itself is bad."""
 
 from __future__ import annotations
 
@@ -89,3 +90,23 @@ def resolve_request(store: Any, task_spec: str, mode: str, run_id: str) -> dict[
         return {"spec": task_source(store, spec), "mode": "iterate", "name": spec,
                 "queue_entry": ""}
     return {"spec": spec, "mode": mode, "name": None, "queue_entry": ""}
+
+
+def ingest_request(store: Any, request: dict[str, Any], task_dir: str,
+                   data_dir: str | None) -> Any:
+    """Prepare the requested task under `task_dir` and record its metadata in the store. A
+    bad task (unreadable data, or a mode that does not fit the system) marks its queue entry
+    failed, with the error, before raising: retrying the run cannot help it."""
+    from mu2net.tasks.ingest import check_onboarding, ingest
+
+    try:
+        info = ingest(request["spec"], task_dir, data_dir=data_dir, name=request["name"])
+        head = store.head()
+        check_onboarding(info.name, store.load_system(head) if head is not None else None,
+                         request["mode"])
+    except (TaskError, SchemaError) as exc:
+        if request["queue_entry"]:
+            store.finish(request["queue_entry"], error=f"{type(exc).__name__}: {exc}")
+        raise
+    store.put_task_info(info)
+    return info

@@ -32,7 +32,7 @@ from typing import Any
 
 from mu2net.blobs import STAGED_IN_STORE
 from mu2net.config import Config, canonical_json
-from mu2net.errors import ConfigError, SchemaError, StoreError, TaskError
+from mu2net.errors import ConfigError, SchemaError, StoreError
 from mu2net.params_io import write_file_atomic
 from mu2net.resources import lease_ttl
 from mu2net.scoring import path_metrics
@@ -142,24 +142,12 @@ def load_task_dir(task_dir: str) -> tuple[dict[str, Any], Any]:
 def ingest_step(*, task_spec: str, mode: str, store_uri: str, data_dir: str, run_id: str,
                 config_json: str, config_hash: str, task_dir: str) -> dict[str, Any]:
     """Resolve the request and prepare the task under `task_dir/NAME`."""
-    from mu2net.tasks.ingest import check_onboarding, ingest
+    from mu2net.queue import ingest_request, resolve_request
 
     load_config(config_json, config_hash)
     store = _open_store(store_uri)
-    from mu2net.queue import resolve_request
-
     request = resolve_request(store, task_spec, mode, run_id)
-    try:
-        info = ingest(request["spec"], task_dir, data_dir=data_dir or None,
-                      name=request["name"])
-        head = store.head()
-        check_onboarding(info.name, store.load_system(head) if head is not None else None,
-                         request["mode"])
-    except (TaskError, SchemaError) as exc:  # the request is bad: retrying cannot help
-        if request["queue_entry"]:
-            store.finish(request["queue_entry"], error=f"{type(exc).__name__}: {exc}")
-        raise
-    store.put_task_info(info)
+    info = ingest_request(store, request, task_dir, data_dir or None)
     doc = {**request, "task": info.name, "task_info": info.to_dict(), "run_id": run_id}
     _write_json(os.path.join(task_dir, REQUEST_FILE), doc)
     return {"task": info.name, "spec": request["spec"], "mode": request["mode"],
