@@ -18,6 +18,7 @@ component is the same on every backend and every retry.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -110,6 +111,11 @@ def component_shapes(name: str, arch: ArchitectureConfig,
         return {"scale": (d,), "bias": (d,)}
     c = int(hparams["num_classes"])
     return {"kernel": (d, c), "bias": (c,)}
+
+
+def component_size(name: str, arch: ArchitectureConfig, hparams: Mapping[str, Any]) -> int:
+    """Parameters of one component: what accounted params and the memory model count."""
+    return sum(math.prod(s) for s in component_shapes(name, arch, hparams).values())
 
 
 # === Initialisation (numpy, seeded) ==========================================================
@@ -314,16 +320,11 @@ def _make_layer_classes():
             "encoder_norm": EncoderNorm, "head": Head}
 
 
-_LAYER_CLASSES: dict[str, type] | None = None
-
-
+@functools.cache
 def layer_classes() -> dict[str, type]:
     """Component kind -> Keras layer class (created on first use: importing this module does
     not import Keras)."""
-    global _LAYER_CLASSES
-    if _LAYER_CLASSES is None:
-        _LAYER_CLASSES = _make_layer_classes()
-    return _LAYER_CLASSES
+    return _make_layer_classes()
 
 
 # === Assembly ===============================================================================

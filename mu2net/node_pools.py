@@ -81,14 +81,18 @@ V5E_SUSTAINED_TFLOPS = (("float32", SUSTAINED_FRACTION * 197.0 / 4),
                         ("mixed_bfloat16", SUSTAINED_FRACTION * 197.0))
 
 
+def _per_pod(per_device: tuple[tuple[str, float], ...], devices: int
+             ) -> tuple[tuple[str, float], ...]:
+    return tuple((precision, devices * tflops) for precision, tflops in per_device)
+
+
 def gke_gpu_pool(accelerator: str = "nvidia-l4", count: int = 1) -> NodePool:
     resource, (selector,) = GKE_POOL_LABELS["gpu"]
     return NodePool(kind="gpu", accelerator_type=resource, accelerator_count=count,
                     node_selectors=((selector, accelerator),),
                     toleration_keys=(resource,), cpu_request="6",
                     memory_request="24G", timeout_s=6 * 3600, retries=3,
-                    sustained_tflops=tuple((precision, count * tflops) for precision, tflops
-                                           in L4_SUSTAINED_TFLOPS))
+                    sustained_tflops=_per_pod(L4_SUSTAINED_TFLOPS, count))
 
 
 def gke_tpu_pool(accelerator: str = "tpu-v5-lite-podslice", topology: str = "2x2",
@@ -98,5 +102,4 @@ def gke_tpu_pool(accelerator: str = "tpu-v5-lite-podslice", topology: str = "2x2
                     node_selectors=((type_label, accelerator), (topology_label, topology)),
                     toleration_keys=(resource,), cpu_request="20",
                     memory_request="100G", timeout_s=6 * 3600, retries=3,
-                    sustained_tflops=tuple((precision, chips * tflops) for precision, tflops
-                                           in V5E_SUSTAINED_TFLOPS))
+                    sustained_tflops=_per_pod(V5E_SUSTAINED_TFLOPS, chips))

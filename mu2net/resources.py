@@ -24,7 +24,7 @@ import math
 from typing import Any
 
 from mu2net.config import Config, NodePool
-from mu2net.model import component_names, component_shapes
+from mu2net.model import component_names, component_size
 from mu2net.scoring import forward_flops
 
 TRAIN_PASSES = 3  # forward + backward of a training step, in forward passes
@@ -93,8 +93,8 @@ def lease_ttl(config: Config, target: str) -> float:
 
 
 def path_params(config: Config, hparams: dict[str, Any]) -> int:
-    return sum(math.prod(shape) for name in component_names(hparams)
-               for shape in component_shapes(name, config.architecture, hparams).values())
+    return sum(component_size(name, config.architecture, hparams)
+               for name in component_names(hparams))
 
 
 def child_memory_bytes(config: Config, hparams: dict[str, Any], *, devices: int = 1,

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from mu2net.blobs import BlobSource, ChainBlobs, FileBlobs, ParamsCache
 from mu2net.config import Config
 from mu2net.errors import SchemaError, TaskError
-from mu2net.model import build_model, component_shapes
+from mu2net.model import build_model, component_size
 from mu2net.mutations import (
     ancestry,
     default_hparams,
@@ -92,8 +92,7 @@ def planned_accounted_params(spec: ChildSpec, system: SystemView, config: Config
     users = system.component_users()
     total = 0.0
     for slot in spec.plan:
-        shapes = component_shapes(slot.name, config.architecture, spec.hparams)
-        size = sum(math.prod(s) for s in shapes.values())
+        size = component_size(slot.name, config.architecture, spec.hparams)
         if slot.action == "reuse":
             total += size / len(lock_holders(slot.source, spec.task, users))
         else:

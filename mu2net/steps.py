@@ -198,7 +198,8 @@ def train_step(*, spec_json: str, plan_dir: str, task_dir: str, store_uri: str,
                config_json: str, config_hash: str, result_dir: str,
                tensorboard_dir: str, data_parallel: str | None = None,
                target: str = "cpu") -> dict[str, Any]:
-    """Train one child; write its result and new blobs, and its TensorBoard events.
+    """Train one child; stage its new blobs in the store, write its result (hashes only) and
+    its TensorBoard events.
     `data_parallel`: auto|off|on (`mu2net.distribute`), as the entry point read it. `target`:
     the device target the pipeline was compiled for; a gpu/tpu child refuses to start without
     its accelerator instead of training on the CPU for hours."""
@@ -223,12 +224,10 @@ def train_step(*, spec_json: str, plan_dir: str, task_dir: str, store_uri: str,
     result = dataclasses.replace(result, new_blobs=dict.fromkeys(result.new_blobs,
                                                                  STAGED_IN_STORE))
     save_result(result, result_dir)
-    metrics = {**finite_scalars(result.metrics), "score": result.score,
-               "improved": float(bool(result.improved))}
     from mu2net.tensorboard import write_tensorboard
 
-    write_tensorboard({**result.metrics, "score": result.score,
-                       "improved": float(bool(result.improved))}, tensorboard_dir)
+    metrics = {**result.metrics, "score": result.score, "improved": float(bool(result.improved))}
+    write_tensorboard(metrics, tensorboard_dir)
     return {"metrics": finite_scalars(metrics), "score": float(result.score)
             if math.isfinite(result.score) else -1.0,
             "metadata": {"improved": bool(result.improved),
@@ -238,7 +237,8 @@ def train_step(*, spec_json: str, plan_dir: str, task_dir: str, store_uri: str,
 def select_step(*, plan_dir: str, result_dirs: Sequence[str], store_uri: str,
                 config_json: str, config_hash: str, state_dir: str,
                 target: str = "cpu") -> dict[str, Any]:
-    """Accept improved children, prune the population, carry its staged blobs forward."""
+    """Accept improved children, prune the population; their staged blobs go forward by
+    hash."""
     from mu2net import search
 
     config = load_config(config_json, config_hash)
@@ -247,8 +247,9 @@ def select_step(*, plan_dir: str, result_dirs: Sequence[str], store_uri: str,
     store = _open_store(store_uri, config)
     state = search.select(state, results, config)
     save_state(state, state_dir)
+    # Renew the run's lease; it already names every staged blob (each child's stage_blobs).
     store.acquire_lease(state.run_id, ttl_s=lease_ttl(config, target),
-                        base_version=state.base_version, blobs=sorted(state.staged_blobs))
+                        base_version=state.base_version)
     best = state.best()
     best_score = best.score if best is not None and math.isfinite(best.score) else -1.0
     return {"best_score": float(best_score),

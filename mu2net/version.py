@@ -65,6 +65,12 @@ def code_version(repo: str | None = None, baked: str | None = None) -> str:
     return _TAG_RE.sub("-", version)[:128]
 
 
+def entry_point_version() -> str:
+    """The code version of this process, for entry points only (it reads the environment):
+    the image's baked version, else git / the package version."""
+    return code_version(baked=baked_version())
+
+
 def image_ref(registry: str, kind: str, version: str) -> str:
     """`<registry>/mu2net-<kind>:<code version>` (kind: cpu, gpu or tpu)."""
     registry = registry.rstrip("/")
@@ -73,4 +79,4 @@ def image_ref(registry: str, kind: str, version: str) -> str:
 
 
 if __name__ == "__main__":
-    print(code_version(baked=baked_version()))
+    print(entry_point_version())

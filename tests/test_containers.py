@@ -122,11 +122,11 @@ def test_image_user_and_entrypoint(client):
 
 def test_a_local_build_leaves_only_its_own_tags(client):
     """images/build.sh --local removes older local builds (2 GB each) after building."""
-    from mu2net.version import baked_version, code_version
+    from mu2net.version import entry_point_version
 
     tags = {tag for image in client.images.list() for tag in image.tags
             if tag.startswith("localhost/mu2net-cpu:")}
-    assert tags == {IMAGE, f"localhost/mu2net-cpu:{code_version(baked=baked_version())}"}
+    assert tags == {IMAGE, f"localhost/mu2net-cpu:{entry_point_version()}"}
 
 
 def test_fast_steps_keep_their_exit_status(client):

@@ -13,7 +13,13 @@ import yaml
 
 from components.placement import IMAGE_UID
 from mu2net import version as version_module
-from mu2net.version import baked_version, code_version, image_ref, package_version
+from mu2net.version import (
+    baked_version,
+    code_version,
+    entry_point_version,
+    image_ref,
+    package_version,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "images"
@@ -125,7 +131,7 @@ def test_build_script_tags_with_the_code_version():
 
 
 def test_code_version_is_a_docker_tag():
-    version = code_version(baked=baked_version())
+    version = entry_point_version()
     assert re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", version)
     out = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "mu2net.version"],
                          capture_output=True, text=True, check=True, cwd=ROOT)
@@ -168,7 +174,7 @@ def test_compiled_pipelines_reference_the_built_images(target, tmp_path):
     images = {}
     for name, executor in spec["deploymentSpec"]["executors"].items():
         images.setdefault(executor["container"]["image"], []).append(name)
-    tag = code_version(baked=baked_version())
+    tag = entry_point_version()
     train = image_ref(registry, target, tag)
     light = image_ref(registry, "cpu", tag)
     assert set(images) == {train, light}

@@ -208,9 +208,9 @@ def test_cli_status_json_and_queue(store, capsys):
 
 
 def test_cli_compile_writes_the_code_version(tmp_path, capsys):
-    from mu2net.version import baked_version, code_version
+    from mu2net.version import entry_point_version
 
-    version = code_version(baked=baked_version())  # what the CLI reads
+    version = entry_point_version()  # what the CLI reads
     assert main(["compile", "--config", "testing", "--target", "gpu", "--out", str(tmp_path),
                  "--registry", "r.example/p"]) == 0
     path = tmp_path / "onboard-testing-gpu.yaml"

@@ -36,7 +36,7 @@ def _pretrain_args(p: argparse.ArgumentParser) -> None:
 def _cmd_init(args: argparse.Namespace) -> int:
     from mu2net.blobs import DirBlobs
     from mu2net.root import build_root
-    from mu2net.version import baked_version, code_version
+    from mu2net.version import entry_point_version
 
     config = get_config(args.config)
     _check_store_uri(args.store)  # the store is created only once the root is built
@@ -66,7 +66,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         result = store.init(root, DirBlobs(tmp).put_all(blobs),
                             {"root": args.root, "config_name": config.name,
-                             "code_version": code_version(baked=baked_version())})
+                             "code_version": entry_point_version()})
     what = "created" if result.created else "already holds this root as"
     extra = "".join(f", {k} {v:.4f}" for k, v in metrics.items()
                     if k in ("validation_accuracy", "test_accuracy"))

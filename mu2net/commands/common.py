@@ -13,6 +13,7 @@ from mu2net.config import get_config
 from mu2net.errors import StoreError
 
 DEFAULT_WORKDIR = "local_outputs"
+CACHE_ENV = "MU2NET_CACHE_DIR"  # where the CLI caches store reads (see user_cache_dir)
 
 
 def _pipelines(module: str) -> Any:
@@ -28,9 +29,6 @@ def _store(uri: str, config_name: str | None = None, *, create: bool = False) ->
     _check_store_uri(uri)
     config = get_config(config_name) if config_name is not None else None
     return open_store(uri, config, create=create, cache_dir=user_cache_dir())
-
-
-CACHE_ENV = "MU2NET_CACHE_DIR"
 
 
 def user_cache_dir() -> str:

@@ -28,9 +28,9 @@ def _params(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _images(args: argparse.Namespace) -> tuple[str, str, str]:
     """(training image, light image, code version) for a compile."""
-    from mu2net.version import baked_version, code_version, image_ref
+    from mu2net.version import entry_point_version, image_ref
 
-    version = args.code_version or code_version(baked=baked_version())
+    version = args.code_version or entry_point_version()
     train = args.image or image_ref(args.registry, args.target, version)
     light = args.light_image or (args.image if args.image else
                                  image_ref(args.registry, "cpu", version))
@@ -113,9 +113,9 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def _cmd_version(_args: argparse.Namespace) -> int:
-    from mu2net.version import baked_version, code_version
+    from mu2net.version import entry_point_version
 
-    print(code_version(baked=baked_version()))
+    print(entry_point_version())
     return 0
 
 

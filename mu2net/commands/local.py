@@ -75,7 +75,7 @@ def _run_cycles(store_uri: str, tasks: Sequence[Sequence[tuple[str, str]]],
     printing the task's accuracy after every cycle and, for several cycles, a table."""
     local_run = _pipelines("local_run")
     from mu2net.progress import duration
-    from mu2net.version import baked_version, code_version
+    from mu2net.version import entry_point_version
 
     store = _store(store_uri)
     if store.head() is None:
@@ -97,7 +97,7 @@ def _run_cycles(store_uri: str, tasks: Sequence[Sequence[tuple[str, str]]],
             out = local_run.run_local(
                 config_name=args.config, task_spec=spec, mode=mode, store_uri=store_uri,
                 workdir=args.workdir, seed=args.seed, data_dir=args.data_dir or "",
-                code_version=code_version(baked=baked_version()), verbose=args.verbose,
+                code_version=entry_point_version(), verbose=args.verbose,
                 progress=lambda line, prefix=prefix: _say(f"{prefix}:   {line}"))
             _say(f"{prefix}: {out['line']} ({duration(out['seconds'])})")
             row = _cycle_result(store, name)
