@@ -54,13 +54,14 @@ def test_component_renders_offline_and_validates_strictly():
     docs = render(MANIFESTS / "offline")
     validate_all(docs)
     objects = by_kind(docs)
-    assert set(objects) == {("Namespace", "kubeflow"), ("ServiceAccount", "pipeline-runner"),
+    # no Namespace: `kubeflow` is the KFP base's (with enforce: baseline), never ours to
+    # relabel or to delete with `kubectl delete -k`
+    assert set(objects) == {("ServiceAccount", "pipeline-runner"),
                             ("ServiceAccount", "ml-pipeline-ui"), ("ConfigMap", "kfp-launcher"),
                             ("Role", "mu2net-run-viewer"),
                             ("RoleBinding", "mu2net-run-viewers")}
     for obj in docs:
-        if obj["kind"] != "Namespace":
-            assert obj["metadata"]["namespace"] == "kubeflow"
+        assert obj["metadata"]["namespace"] == "kubeflow"
     wi = "iam.gke.io/gcp-service-account"
     runner = objects[("ServiceAccount", "pipeline-runner")]["metadata"]["annotations"][wi]
     ui = objects[("ServiceAccount", "ml-pipeline-ui")]["metadata"]["annotations"][wi]
@@ -76,10 +77,17 @@ def test_component_renders_offline_and_validates_strictly():
 def test_rbac_is_read_only_and_names_no_wildcards():
     objects = by_kind(render(MANIFESTS / "offline"))
     role = objects[("Role", "mu2net-run-viewer")]
+    granted = set()
     for rule in role["rules"]:
-        assert set(rule["verbs"]) <= {"get", "list", "watch"}
+        # read-only, but for the port-forward to the UI that README's step 2 runs
+        write = {"create"} if rule["resources"] == ["pods/portforward"] else set()
+        assert set(rule["verbs"]) <= {"get", "list", "watch"} | write
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
         assert "secrets" not in rule["resources"]
+        granted |= {(res, verb) for res in rule["resources"] for verb in rule["verbs"]}
+    # `kubectl port-forward -n kubeflow svc/ml-pipeline-ui` gets the service, lists its pods
+    # and creates pods/portforward
+    assert {("services", "get"), ("pods", "list"), ("pods/portforward", "create")} <= granted
     binding = objects[("RoleBinding", "mu2net-run-viewers")]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": "mu2net-run-viewer"}
@@ -110,6 +118,45 @@ def test_kfp_overlay_renders_against_the_real_kfp_base_and_validates_strictly():
     assert "iam.gke.io/gcp-service-account" in runner["metadata"]["annotations"]
 
 
+@pytest.mark.skipif(not VENDORED_RENDER.exists(),
+                    reason="../shared/vendor (the exact upstream KFP 2.17.0 manifests) is absent")
+def test_the_kubeflow_namespace_keeps_the_bases_enforce_baseline():
+    # README's step 2 applies cluster-scoped-resources (which creates the namespace), then
+    # manifests/kfp: the namespace both leave behind is the base's, enforce: baseline
+    # included; our overlay declares none, so `kubectl delete -k manifests/kfp` cannot delete it.
+    cluster_scoped = (ROOT.parent / "shared" / "vendor" / "kubeflow-pipelines-2.17.0" /
+                      "manifests" / "kustomize" / "cluster-scoped-resources")
+    applied = []
+    for overlay in (cluster_scoped, MANIFESTS / "kfp"):  # in README's order
+        out = subprocess.run(["bash", str(VENDORED_RENDER), str(overlay)], capture_output=True,
+                             text=True)
+        assert out.returncode == 0, out.stderr.strip()[-2000:]
+        applied += [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    namespaces = [d for d in applied if d["kind"] == "Namespace"]
+    assert [d["metadata"]["name"] for d in namespaces] == ["kubeflow"]  # one, the base's
+    labels = namespaces[-1]["metadata"]["labels"]  # the last one applied wins
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+
+
+@pytest.mark.skipif(not VENDORED_RENDER.exists(),
+                    reason="../shared/vendor (the exact upstream KFP 2.17.0 manifests) is absent")
+def test_recurring_runs_are_scheduled_in_utc():
+    # README says the cron runs in UTC: KFP's ScheduledWorkflow controller reads
+    # CRON_SCHEDULE_TIMEZONE from pipeline-install-config's cronScheduleTimezone
+    # (backend/src/crd/controller/scheduledworkflow/util/const.go GetLocation, KFP 2.17.0),
+    # one zone for the whole install; kfp.Client.create_recurring_run takes no time zone.
+    out = subprocess.run(["bash", str(VENDORED_RENDER), str(MANIFESTS / "kfp")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr.strip()[-2000:]
+    docs = by_kind([doc for doc in yaml.safe_load_all(out.stdout) if doc])
+    assert docs[("ConfigMap", "pipeline-install-config")]["data"]["cronScheduleTimezone"] == "UTC"
+    import inspect
+
+    from kfp import Client
+    assert not [p for p in inspect.signature(Client.create_recurring_run).parameters
+                if "zone" in p.lower()]
+
+
 def test_a_malformed_manifest_fails_validation(tmp_path):
     copy = tmp_path / "manifests"
     shutil.copytree(MANIFESTS / "components", copy / "components")
@@ -120,8 +167,8 @@ def test_a_malformed_manifest_fails_validation(tmp_path):
     with pytest.raises(kubernetes_validate.ValidationError, match="immutable"):
         validate_all(docs)
     # an unknown field is refused in strict mode
-    sa = copy / "components" / "mu2net" / "namespace.yaml"
-    sa.write_text(sa.read_text() + "spec:\n  finalizers: [kubernetes]\n  colour: blue\n")
+    rbac = copy / "components" / "mu2net" / "rbac.yaml"
+    rbac.write_text(rbac.read_text() + "spec:\n  colour: blue\n")  # onto the RoleBinding
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_all(render(copy / "offline"))
 
@@ -137,7 +184,7 @@ def test_top_level_overlay_uses_the_remote_kfp_base():
     assert doc["resources"] == [
         "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic"
         f"?ref={KFP_BACKEND}"]
-    assert doc["components"] == ["../components/mu2net"]
+    assert doc["components"] == ["../components/mu2net", "../components/spot-retries"]
     # nothing of the upstream release is vendored into the repository
     vendored = [p for p in MANIFESTS.rglob("*.yaml") if "ml-pipeline" in p.name
                 or "mysql" in p.name or "seaweedfs" in p.name]
