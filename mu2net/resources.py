@@ -1,6 +1,6 @@
-"""What a pipeline step needs, from the config's budget: pod deadlines, the run's lease and a
-child's accelerator memory. Fixed hours would either kill a ViT-L child that is still
-training or leave a hung CPU pod holding its node for six hours.
+"""What a pipeline step needs, from the config's budget: pod deadlines, the whole run's
+deadline, the run's lease and a child's accelerator memory. Fixed hours would either kill a
+ViT-L child that is still training or leave a hung CPU pod holding its node for six hours.
 
 A child's work is known before it runs (method.md §5.1): `validations_per_child` x
 `examples_between_validations` training examples, each a forward and a backward pass (3
@@ -33,6 +33,11 @@ STARTUP_S = 900
 MIN_DEADLINE_S = 1800
 WHOLE_SPLIT_EXAMPLES = 100_000  # test-split size assumed where the config evaluates it whole
 LEASE_MARGIN_S = 3600.0
+# A run's time with pods Pending: nodes scaling up from zero for each generation and the
+# commit (minutes each), image pulls; beyond it, the run ends (run_deadline_seconds).
+PENDING_ALLOWANCE_S = 3600
+RETRY_BACKOFF_S = 60  # the pipeline's default retry_backoff (pipelines/onboard_task.py)
+INT32_MAX = 2**31 - 1  # KFP's PipelineConfig keeps the run deadline as an int32
 NUM_CLASSES = 1000  # head size of the costliest path (ImageNet-1k)
 
 
@@ -90,6 +95,38 @@ def lease_ttl(config: Config, target: str) -> float:
     a generation's children or the commit on `target`, retries included."""
     return max(pool.timeout_s * (pool.retries + 1)
                for pool in timed_pools(config, target)) + LEASE_MARGIN_S
+
+
+def retry_backoffs_s(retries: int, backoff_s: float = RETRY_BACKOFF_S) -> float:
+    """Argo's waits before `retries` retries: backoff, then doubling (placement's factor 2)."""
+    return sum(backoff_s * 2 ** attempt for attempt in range(retries))
+
+
+def light_step_count(config: Config) -> int:
+    """Light steps on a run's critical path: ingest, start, plan and select per generation,
+    report."""
+    return 3 + 2 * int(config.search.generations_per_cycle)
+
+
+def run_deadline_seconds(config: Config, target: str) -> int:
+    """The whole run's bound (the Argo Workflow's activeDeadlineSeconds), from the budget.
+
+    Generations run one after another; a generation's K children run in parallel (the
+    pipeline's ParallelFor, and node pools sized to K), so each generation is bounded by one
+    child's deadline. A child's deadline is already SAFETY x its modelled time, which leaves
+    room for one preemption retry; its further retries are not added (the bound would reach
+    days). Then the commit's deadline, every light step with all its retries and backoffs, and
+    `PENDING_ALLOWANCE_S` for pods waiting on a node. A pod's own activeDeadlineSeconds counts
+    only while it runs; this bound also ends a run whose pods stay Pending (an accelerator
+    stock-out, a zero quota), so a `max_concurrency=1` schedule cannot stall silently.
+    """
+    train, commit = timed_pools(config, target)
+    light = config.placement.light
+    generations = int(config.search.generations_per_cycle)
+    light_step = light.timeout_s * (light.retries + 1) + retry_backoffs_s(light.retries)
+    total = (generations * train.timeout_s + commit.timeout_s
+             + light_step_count(config) * light_step + PENDING_ALLOWANCE_S)
+    return min(int(math.ceil(total)), INT32_MAX)
 
 
 def path_params(config: Config, hparams: dict[str, Any]) -> int:

@@ -42,7 +42,7 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
     """
     from mu2net.config import DEFAULT_STORE, TARGETS, get_config
     from mu2net.errors import ConfigError
-    from mu2net.resources import timed_pools
+    from mu2net.resources import run_deadline_seconds, timed_pools
 
     if target not in TARGETS:
         raise ConfigError(f"target {target!r} is invalid: expected one of {list(TARGETS)}")
@@ -67,7 +67,11 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
     @dsl.pipeline(name=pipeline_name(config_name, target),
                   description=f"One mu2Net+ search cycle of one task ({config.name} config, "
                               f"method {config.method_version}, children on {target}), "
-                              "committed as a new version of the shared model.")
+                              "committed as a new version of the shared model.",
+                  # The run's bound: KFP 2.17 compiles it into the Argo Workflow's
+                  # activeDeadlineSeconds, which also ends pods stuck Pending (README "Deadlines").
+                  pipeline_config=dsl.PipelineConfig(
+                      active_deadline_seconds=run_deadline_seconds(config, target)))
     def onboard(task_spec: str = "next", mode: str = "onboard", store_uri: str = store_uri,
                 seed: int = 0, data_dir: str = "", run_id: str = "") -> str:
         """One search cycle of one task; returns the run's one-line summary.

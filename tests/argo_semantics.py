@@ -137,3 +137,34 @@ def is_retried(strategy: dict[str, Any], phase: str, message: str,
     if (phase == FAILED and not retry_on_failed) or (phase == ERROR and not retry_on_error):
         return False  # "Node not set to be retried"
     return True
+
+
+def workflow_deadline(started_at: float, active_deadline_seconds: int | None) -> float | None:
+    """workflow/controller/operator.go getWorkflowDeadline: the Workflow's start (truncated to
+    the second) plus spec.activeDeadlineSeconds; none without one."""
+    if active_deadline_seconds is None:
+        return None
+    return float(int(started_at)) + active_deadline_seconds
+
+
+def pod_outcome_at(now: float, deadline: float | None, pod_phase: str,
+                   on_exit_handler: bool = False) -> str | None:
+    """workflow/controller/exec_control.go applyExecutionControl: past the workflow deadline a
+    Pending or Running pod that is not part of an onExit handler has its containers terminated
+    and its node failed with "Step exceeded its deadline" (operator.go failNodesWithoutCreatedPods
+    does the same to Pending nodes whose pod was never created). None: left alone."""
+    if pod_phase not in ("Pending", "Running"):
+        return None
+    if deadline is not None and now > deadline and not on_exit_handler:
+        return "Failed: Step exceeded its deadline"
+    return None
+
+
+def pod_active_deadline_exceeded(now: float, pod_start_time: float | None,
+                                 active_deadline_seconds: int) -> bool:
+    """Kubernetes pkg/kubelet/active_deadline.go pastActiveDeadline: a pod's own
+    activeDeadlineSeconds counts from pod.Status.StartTime, which the kubelet sets when it
+    accepts the pod on its node; an unscheduled (Pending) pod has none and never times out."""
+    if pod_start_time is None:
+        return False
+    return now - pod_start_time >= active_deadline_seconds

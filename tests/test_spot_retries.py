@@ -11,8 +11,14 @@ import subprocess
 
 import pytest
 import yaml
-from argo_semantics import (ERROR, FAILED, effective_template, is_retried, kfp_retry_strategy,
-                            retry_policy_actual)
+from argo_semantics import (
+    ERROR,
+    FAILED,
+    effective_template,
+    is_retried,
+    kfp_retry_strategy,
+    retry_policy_actual,
+)
 from kfp import compiler
 
 from pipelines.onboard_task import build_pipeline
