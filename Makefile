@@ -49,7 +49,7 @@ test-containers: setup
 demo: setup
 	$(BIN)/mu2net demo --store $(STORE)
 
-# Compile the onboarding pipeline: make compile CONFIG=gpu TARGET=gpu REGISTRY=europe-docker.pkg.dev/P/mu2net
+# Compile the onboarding pipeline: make compile CONFIG=gpu TARGET=gpu REGISTRY=us-central1-docker.pkg.dev/P/mu2net
 CONFIG ?= gpu
 TARGET ?= gpu
 REGISTRY ?=

@@ -166,7 +166,7 @@ def test_code_version_tells_a_bare_hash_from_a_release_tag(monkeypatch, tmp_path
 def test_compiled_pipelines_reference_the_built_images(target, tmp_path):
     from mu2net.commands import compile_to
 
-    registry = "europe-docker.pkg.dev/proj/mu2net"
+    registry = "us-central1-docker.pkg.dev/proj/mu2net"
     args = argparse.Namespace(config="testing", target=target, out=str(tmp_path), image=None,
                               light_image=None, registry=registry, code_version="",
                               store=None)
@@ -194,3 +194,27 @@ def test_gpu_image_finds_the_driver_gke_mounts():
     env = re.search(r"^ENV (.*?)(?=^\S)", dockerfile("gpu"), re.M | re.S).group(1)
     assert "LD_LIBRARY_PATH=/usr/local/nvidia/lib64" in env
     assert "/usr/local/nvidia/bin" in env
+
+
+def test_cloud_build_uses_buildkit_for_every_docker_step():
+    # every Dockerfile uses `RUN --mount`, which the classic builder refuses
+    assert all("RUN --mount" in (IMAGES / f"{k}.Dockerfile").read_text() for k in KINDS)
+    cloud = yaml.safe_load((IMAGES / "cloudbuild.yaml").read_text())
+    docker = [s for s in cloud["steps"] if s["name"].startswith("gcr.io/cloud-builders/docker")]
+    assert len(docker) == len(KINDS)
+    for step in docker:
+        assert "DOCKER_BUILDKIT=1" in step.get("env", []), step["id"]
+    # pushed to the cluster's region (manifests/gke/setup.sh creates the repository there)
+    assert cloud["substitutions"]["_REGISTRY"].startswith("us-central1-docker.pkg.dev/")
+
+
+@pytest.mark.parametrize("command", ["compile", "submit", "schedule"])
+def test_an_empty_registry_is_refused_before_compiling(command, tmp_path, capsys):
+    from mu2net.cli import main
+
+    flags = {"compile": ["--out", str(tmp_path)], "submit": ["--host", "http://127.0.0.1:9"],
+             "schedule": ["--host", "http://127.0.0.1:9", "--cron", "@daily"]}[command]
+    assert main([command, "--config", "testing", "--registry", "", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--registry ''" in err[0] and "no cluster can pull" in err[0]
+    assert not list(tmp_path.iterdir())  # nothing compiled

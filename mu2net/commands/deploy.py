@@ -30,6 +30,10 @@ def _images(args: argparse.Namespace) -> tuple[str, str, str]:
     """(training image, light image, code version) for a compile."""
     from mu2net.version import entry_point_version, image_ref
 
+    if not args.registry.strip() and not args.image:  # bare names no cluster can pull
+        raise ConfigError("--registry '' leaves the images as bare names (mu2net-<kind>:<tag>) "
+                          "that no cluster can pull: give --registry, e.g. "
+                          "us-central1-docker.pkg.dev/PROJECT/mu2net, or --image")
     version = args.code_version or entry_point_version()
     train = args.image or image_ref(args.registry, args.target, version)
     light = args.light_image or (args.image if args.image else
@@ -146,7 +150,7 @@ def _deploy_args(p: argparse.ArgumentParser, *, compile_only: bool = False) -> N
     p.add_argument("--light-image", help="image of the light steps (default: "
                                          "<registry>/mu2net-cpu:<code version>)")
     p.add_argument("--registry", default="", help="image registry prefix, e.g. "
-                                                  "europe-docker.pkg.dev/PROJECT/mu2net")
+                                                  "us-central1-docker.pkg.dev/PROJECT/mu2net")
     p.add_argument("--code-version", default="", help="default: `mu2net version`")
     p.add_argument("--store", default=None,
                    help="the store URI: the run form's default when compiling, and the run's "
