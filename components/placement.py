@@ -3,9 +3,18 @@
 A node pool (`mu2net.config.NodePool`, or a dict with the same fields) is data; `place` turns it
 into KFP task settings: the accelerator resource (`nvidia.com/gpu` / `google.com/tpu`, which the
 OSS KFP driver writes into `resources.limits`), GKE node selectors, `NoSchedule` tolerations for
-the tainted accelerator pools, CPU/memory requests and limits, the pod's active deadline, retries
-(preemptible nodes), and the non-root security context matching the images' user. Node labels
-never appear inline in pipelines. Under `kfp.local` these settings are ignored with a warning.
+the tainted accelerator pools, CPU/memory requests and limits, the pod's active deadline, the
+retry count and backoff, and the non-root security context matching the images' user. Node
+labels never appear inline in pipelines. Under `kfp.local` these settings are ignored with a
+warning.
+
+Which failures are retried is not decided here: KFP 2.17 compiles `set_retry` into an Argo
+`retryStrategy` with a limit and a backoff but no policy, and the workflow controller's
+`templateDefaults` supply it (manifests/components/spot-retries: `OnTransientError` with a
+pattern). So a step is retried when a Spot node takes its pod away (node shutdown, preemption,
+eviction, pod deletion), and not for a Python error, an OOM kill or its own deadline
+(tests/test_spot_retries.py). Under the KFP base alone (`OnError`) none of a Spot node's
+failures would be retried.
 
 GKE facts this relies on (https://cloud.google.com/kubernetes-engine/docs/how-to/gpus and
 .../tpus): GPU pools are labelled `cloud.google.com/gke-accelerator=<gpu>` and tainted
@@ -72,8 +81,8 @@ def place(task: dsl.PipelineTask, pool: Any, *, retry_backoff: str = "60s",
     Args:
         task: The pipeline task.
         pool: A `mu2net.config.NodePool` or a dict with its fields.
-        retry_backoff: Wait before the first retry (doubles each retry); preempted nodes need
-            a minute to be replaced, tests pass "0s".
+        retry_backoff: Wait before the first retry (doubles each retry); a reclaimed Spot node
+            needs a minute to be replaced, tests pass "0s".
         run_as_non_root: Set the pod's security context to the images' non-root user.
     """
     fields = pool_fields(pool)

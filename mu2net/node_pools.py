@@ -29,7 +29,7 @@ class NodePool:
     cpu_limit: str = ""
     memory_limit: str = ""
     timeout_s: int = 3600  # the training and commit pools' deadlines come from the budget
-    retries: int = 2  # preemptible nodes
+    retries: int = 2  # what a Spot node does to a pod (manifests/components/spot-retries)
     # (precision, TFLOP/s one pod sustains), what `mu2net.resources` sizes deadlines with. CPU:
     # measured (cpu_demo trains at 0.029 TFLOP/s on 2 cores, benchmarks/results/recipe.md),
     # halved for a 1-CPU pod.

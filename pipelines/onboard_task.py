@@ -38,7 +38,8 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
         store_uri: The store URI offered as the run form's default (empty: the config
             module's `DEFAULT_STORE`).
         code_version: Recorded in every commit (the image tag `mu2net compile` uses).
-        retry_backoff: Wait before retrying a failed or preempted step.
+        retry_backoff: Wait before retrying a step a Spot node took away (which failures
+            are retried is the workflow controller's policy, components/placement.py).
     """
     from mu2net.config import DEFAULT_STORE, TARGETS, get_config
     from mu2net.errors import ConfigError
