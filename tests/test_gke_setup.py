@@ -83,3 +83,14 @@ def test_fewer_nodes_need_less_quota_and_the_check_can_be_skipped(tmp_path):
     out, calls = run_setup(tmp_path, {}, {}, CHECK_QUOTA="0")
     assert out.returncode == 0, out.stderr
     assert calls
+
+
+def test_a_profile_namespace_gets_its_workload_identity_binding():
+    env = {**os.environ, "DRY_RUN": "1", "PROJECT_ID": "proj"}
+    out = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    assert "default-editor" not in out  # standalone KFP: no profile
+    env["PROFILE_NAMESPACE"] = "kubeflow-user-example-com"
+    out = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    assert "proj.svc.id.goog\\[kubeflow-user-example-com/default-editor\\]" in out

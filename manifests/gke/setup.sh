@@ -139,6 +139,15 @@ run gcloud iam service-accounts add-iam-policy-binding \
   --role=roles/iam.workloadIdentityUser \
   --member="serviceAccount:${PROJECT_ID}.svc.id.goog[kubeflow/ml-pipeline-ui]"
 
+# Full Kubeflow (multi-user): runs execute in a profile namespace as its KSA default-editor
+# (manifests/kubeflow-profile); PROFILE_NAMESPACE=kubeflow-user-example-com binds it too.
+if [[ -n "${PROFILE_NAMESPACE:-}" ]]; then
+  run gcloud iam service-accounts add-iam-policy-binding \
+    "mu2net-pipelines@${PROJECT_ID}.iam.gserviceaccount.com" --project="$PROJECT_ID" \
+    --role=roles/iam.workloadIdentityUser \
+    --member="serviceAccount:${PROJECT_ID}.svc.id.goog[${PROFILE_NAMESPACE}/default-editor]"
+fi
+
 run gcloud container clusters get-credentials "$CLUSTER" --project="$PROJECT_ID" --location="$ZONE"
 echo "next: set PROJECT_ID in manifests/components/mu2net/params.yaml, then install KFP (README);"
 echo "push images to ${REGION}-docker.pkg.dev/${PROJECT_ID}/${REPOSITORY}"

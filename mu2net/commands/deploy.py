@@ -129,11 +129,14 @@ def _deploy_args(p: argparse.ArgumentParser, *, compile_only: bool = False) -> N
                        help="Kubeflow Pipelines endpoint, e.g. http://localhost:8080")
         p.add_argument("--package", help="a compiled pipeline YAML (default: compile now)")
         p.add_argument("--token", help="bearer token (e.g. `gcloud auth print-identity-token`)")
-        p.add_argument("--namespace", help="KFP namespace (multi-user installs)")
+        p.add_argument("--namespace", help="KFP namespace (multi-user installs: the profile "
+                                           "namespace, manifests/kubeflow-profile)")
         p.add_argument("--experiment", default="mu2net-onboarding")
         p.add_argument("--pipeline-name", help="default: the compiled pipeline's name")
         p.add_argument("--version-name", help="default: <code version>-<UTC time>")
-        p.add_argument("--service-account", help="KSA of the run (default: pipeline-runner)")
+        p.add_argument("--service-account", help="KSA of the run (default: the install's: "
+                                                 "pipeline-runner, or default-editor in a "
+                                                 "profile namespace)")
         p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                        help="a run parameter (repeatable)")
         p.add_argument("--mode", choices=MODES, default=None)
