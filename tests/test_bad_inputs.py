@@ -91,13 +91,35 @@ def data(tmp_path_factory):
 
 
 def _commit_task(store, task):
-    """Publish `task` as a path of the root's frozen components (no training)."""
+    """Publish `task` as the root's frozen body under a head of its own with seeded random
+    weights (no training), so that different images get different predictions: the root's
+    zero-initialised head would give every input the same uniform output."""
+    import tempfile
+
+    from mu2net.model import component_shapes
+    from mu2net.params_io import params_to_npz_bytes, sha256_bytes
+    from mu2net.schema import Component
+
     root = store.load_system().root
-    path = Path(task=task, components=root.components, hparams=dict(root.hparams),
+    hparams = dict(root.hparams)
+    rng = np.random.default_rng(7)
+    weights = {name: rng.normal(0.0, 1.0, shape).astype(np.float32)
+               for name, shape in component_shapes("head", CONFIG.architecture, hparams).items()}
+    data = params_to_npz_bytes(weights)
+    digest = sha256_bytes(data)
+    blob_file = os.path.join(tempfile.mkdtemp(), digest)
+    with open(blob_file, "wb") as f:
+        f.write(data)
+    head = Component(id=Component.make_id(task, "head", digest), name="head", creator=task,
+                     shapes={k: tuple(v.shape) for k, v in weights.items()}, blob=digest)
+    components = tuple(head if c.name == "head" else c for c in root.components)
+    path = Path(task=task, components=components, hparams=hparams,
                 method_version=CONFIG.method_version, parent=root.hash, parent_task="_root",
                 metrics={"validation_accuracy": 0.5, "test_accuracy": 0.5, "num_cycles": 1})
-    store.commit(Extension(task=task, base_version=store.head(), path=path, blob_files={},
-                           run_id=f"run-{task}", config_name=CONFIG.name, mode="onboard"))
+    store.commit(Extension(task=task, base_version=store.head(), path=path,
+                           blob_files={digest: blob_file}, run_id=f"run-{task}",
+                           config_name=CONFIG.name, mode="onboard"))
+    shutil.rmtree(os.path.dirname(blob_file))
 
 
 @pytest.fixture(scope="module")
@@ -432,11 +454,19 @@ def test_predict_resizes_each_image_on_its_own(data, base_store, tmp_path, capsy
 
     store = str(shutil.copytree(base_store, tmp_path / "store"))
     args = ["predict", "--store", store, "--task", TASK, "--json"]
-    assert main([*args, f"{data}/digit.png"]) == 0
-    alone = json.loads(capsys.readouterr().out)["predictions"][0]
+
+    def predictions(*files: str) -> list[dict]:
+        assert main([*args, *(f"{data}/{name}" for name in files)]) == 0
+        return json.loads(capsys.readouterr().out)["predictions"]
+
+    alone = predictions("digit.png")[0]
+    # The control that makes this test able to fail: the task's head is not uniform, so the
+    # output depends on the image (a predictor that ignored its input would give these equal).
+    other = predictions("wide.png")[0]
+    assert (other["label"], other["probability"]) != pytest.approx((alone["label"],
+                                                                    alone["probability"]))
     # Two wide colour images outnumber it: stacking would resize the digit to 40x24 first.
-    assert main([*args, f"{data}/wide.png", f"{data}/digit.png", f"{data}/wide.png"]) == 0
-    together = json.loads(capsys.readouterr().out)["predictions"][1]
+    together = predictions("wide.png", "digit.png", "wide.png")[1]
     assert together["label"] == alone["label"]
     assert together["probability"] == pytest.approx(alone["probability"], abs=1e-6)
 
