@@ -480,3 +480,36 @@ def test_export_replaces_an_earlier_export_only_with_force(base_store, tmp_path,
     assert tree_digest(tmp_path / "out") == first
     assert main([*args, "--force"]) == 0
     assert set(tree_digest(tmp_path / "out")) == set(first)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "savedmodel"])
+def test_an_export_predicts_what_predict_prints(fmt, data, base_store, tmp_path, capsys):
+    """The exported model, loaded back the way README says, gives each image the label and
+    probability that `predict` prints for it, and its metadata names the classes in order."""
+    import json
+
+    from mu2net.model import load_keras_model
+    from mu2net.predict import eval_input, read_image
+
+    store = str(shutil.copytree(base_store, tmp_path / "store"))
+    files = [f"{data}/digit.png", f"{data}/wide.png"]
+    assert main(["predict", "--store", store, "--task", TASK, "--json", *files]) == 0
+    printed = json.loads(capsys.readouterr().out)["predictions"]
+    out = tmp_path / "out"
+    assert main(["export", "--store", store, "--task", TASK, "--out", str(out),
+                 "--format", fmt]) == 0
+    meta = json.loads((out / f"{TASK}.json").read_text())
+    inputs = np.stack([eval_input(read_image(f), meta["image_size"]) for f in files])
+    if fmt == "keras":
+        logits = np.asarray(load_keras_model(str(out / f"{TASK}.keras"))(inputs, training=False))
+    else:
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(out / f"{TASK}_savedmodel"))  # kept: serve's variables
+        logits = loaded.serve(inputs).numpy()
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    for row, p in zip(printed, probs):
+        assert meta["class_names"][int(np.argmax(p))] == row["label"]
+        assert float(p.max()) == pytest.approx(row["probability"], abs=1e-5)
+    assert meta["task"] == TASK and meta["version"] == 1
