@@ -2,7 +2,8 @@
 terminal view of paths, progress lines, and the HTML page as headless Chromium renders it.
 
 Stores are synthetic (`synthetic_extension`: no training), so the whole file runs in seconds.
-Pictures are kept under build/test-artifacts/ (gitignored) for people to look at.
+Pictures stay in the tests' temporary folders; set MU2NET_TEST_ARTIFACTS=FOLDER to keep copies
+for people to look at (nothing is written into the checkout).
 """
 
 import json
@@ -27,7 +28,7 @@ from mu2net.store.synthetic import synthetic_extension
 from mu2net.task_info import TaskInfo
 
 CONFIG = get_config("testing")
-ARTIFACTS = pathlib.Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
+ARTIFACTS = os.environ.get("MU2NET_TEST_ARTIFACTS", "")
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -63,8 +64,11 @@ def synthetic_store(folder, tasks: int):
 
 
 def keep(path: pathlib.Path, name: str) -> pathlib.Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    target = ARTIFACTS / name
+    """`path`, copied as `name` into $MU2NET_TEST_ARTIFACTS when that is set."""
+    if not ARTIFACTS:
+        return path
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    target = pathlib.Path(ARTIFACTS) / name
     shutil.copyfile(path, target)
     print(f"artifact: {target}")
     return target
