@@ -124,3 +124,26 @@ def test_onboard_two_cycles_through_the_local_pipeline(tmp_path, capfd):
     assert table[1].split() == ["cycle", "version", "validation", "test"]
     assert table[3].split()[:2] == ["2", "2"]
     assert "done: 2 cycle(s) of 1 task(s)" in out
+
+
+def test_iterate_all_runs_one_cycle_of_every_task_by_expected_gain(monkeypatch, tmp_path):
+    """`iterate --all` re-evolves every task once, most to gain first (queue.gain_ranking:
+    error left / (1 + cycles so far)), on a real store with three committed tasks."""
+    import os
+
+    from mu2net.commands import local as commands
+    from mu2net.store.synthetic import synthetic_extension
+
+    store = random_root_store(tmp_path, get_config("testing"))
+    for task, accuracy, cycles in (("a", 0.9, 1), ("b", 0.6, 1), ("c", 0.6, 3)):
+        view = store.load_system()
+        store.commit(synthetic_extension(
+            view, task, os.path.join(tmp_path, "blobs"), own=("encoder_norm",),
+            metrics={"validation_accuracy": accuracy, "test_accuracy": accuracy,
+                     "num_cycles": cycles}))
+    seen = []
+    monkeypatch.setattr(commands, "_run_cycles",
+                        lambda uri, tasks, args: seen.append((uri, tasks)) or 0)
+    assert main(["iterate", "--all", "--store", store.uri, "--config", "testing"]) == 0
+    # gains: b 0.4/2 = 0.2, c 0.4/4 = 0.1, a 0.1/2 = 0.05
+    assert seen == [(store.uri, [[("b", "iterate")], [("c", "iterate")], [("a", "iterate")]])]

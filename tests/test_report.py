@@ -165,6 +165,26 @@ def test_run_markdown_sums_up_the_search(tmp_path):
            "other tasks, 2 the root; best child score 0.7400" in text
 
 
+def test_a_bar_is_printed_at_most_once_per_bar_every_s_per_child():
+    """While a child trains, its progress lines become a bar at most every BAR_EVERY_S (10 s)
+    per child: the first line prints, lines within 10 s of the last printed one do not, and
+    another child's bar has its own clock."""
+    from mu2net.progress import BAR_EVERY_S
+
+    assert BAR_EVERY_S == 10.0
+    now = [0.0]
+    timer = StepTimer(clock=lambda: now[0])
+    printed = []
+    for t, label, done in [(0.0, "child 1", 1), (3.0, "child 1", 2), (9.9, "child 1", 3),
+                           (5.0, "child 2", 1), (10.0, "child 1", 4), (14.9, "child 2", 2),
+                           (15.0, "child 2", 3), (19.9, "child 1", 5), (20.0, "child 1", 6)]:
+        now[0] = t
+        printed += [(t, line.split(" [")[0]) for line in
+                    timer.feed(f"[mu2net-progress] {label} {done}/10")]
+    assert printed == [(0.0, "child 1"), (5.0, "child 2"), (10.0, "child 1"),
+                       (15.0, "child 2"), (20.0, "child 1")]
+
+
 def test_step_timer_reports_each_childs_own_duration():
     now = [0.0]
     timer = StepTimer(clock=lambda: now[0])
