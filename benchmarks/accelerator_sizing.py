@@ -3,6 +3,7 @@ bytes each pipeline step passes at the gpu config, with blob copies (before) and
 references (now). Nothing is trained: shapes and budgets only, so it runs anywhere in seconds.
 
     .venv/bin/python benchmarks/accelerator_sizing.py [--out FILE.md]
+    .venv/bin/python benchmarks/accelerator_sizing.py --smoke   # the same tables, a temp file
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import hashlib
 import os
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -115,10 +117,18 @@ def artifact_rows(config: Config, cloned: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/results/accelerator_sizing.md")
+    parser.add_argument("--out", default=None,
+                        help="results file (default benchmarks/results/accelerator_sizing.md; "
+                             "with --smoke a temporary file)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="CI's check: the same tables (nothing is trained either way), "
+                             "written to a temporary file so the results file is left alone")
     parser.add_argument("--cloned", type=int, default=12,
                         help="blocks each retained child owns in the artifact estimate")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = (os.path.join(tempfile.mkdtemp(), "accelerator_sizing.md") if args.smoke
+                    else "benchmarks/results/accelerator_sizing.md")
     gpu, tpu = get_config("gpu"), get_config("tpu")
     lines = ["# Accelerator sizing (modelled, not measured)", "",
              f"`{' '.join(['.venv/bin/python'] + sys.argv)}`", "",

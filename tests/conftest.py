@@ -1,6 +1,7 @@
 """Shared fixtures. TensorFlow logs are quieted; Keras runs on TensorFlow unless a test asks."""
 
 import os
+import shutil
 import tempfile
 import threading
 import uuid
@@ -11,7 +12,12 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # The CLI's store cache goes to a temporary folder, never the user's ~/.cache.
-os.environ["MU2NET_CACHE_DIR"] = tempfile.mkdtemp(prefix="mu2net-test-cache-")
+_CACHE_DIR = os.environ["MU2NET_CACHE_DIR"] = tempfile.mkdtemp(prefix="mu2net-test-cache-")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the session's store cache (a test run leaves no folder behind)."""
+    shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 BUCKET = "mu2net-store-test"
 

@@ -27,7 +27,7 @@ def test_invalid_target_names_the_choices():
         distribute.require_accelerator("cuda", "tensorflow")
 
 
-def test_accelerator_target_with_one_trains(monkeypatch):
+def test_the_guard_passes_and_names_the_devices_when_the_target_is_visible(monkeypatch):
     import tensorflow as tf
 
     class Device:

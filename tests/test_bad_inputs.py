@@ -91,13 +91,35 @@ def data(tmp_path_factory):
 
 
 def _commit_task(store, task):
-    """Publish `task` as a path of the root's frozen components (no training)."""
+    """Publish `task` as the root's frozen body under a head of its own with seeded random
+    weights (no training), so that different images get different predictions: the root's
+    zero-initialised head would give every input the same uniform output."""
+    import tempfile
+
+    from mu2net.model import component_shapes
+    from mu2net.params_io import params_to_npz_bytes, sha256_bytes
+    from mu2net.schema import Component
+
     root = store.load_system().root
-    path = Path(task=task, components=root.components, hparams=dict(root.hparams),
+    hparams = dict(root.hparams)
+    rng = np.random.default_rng(7)
+    weights = {name: rng.normal(0.0, 1.0, shape).astype(np.float32)
+               for name, shape in component_shapes("head", CONFIG.architecture, hparams).items()}
+    data = params_to_npz_bytes(weights)
+    digest = sha256_bytes(data)
+    blob_file = os.path.join(tempfile.mkdtemp(), digest)
+    with open(blob_file, "wb") as f:
+        f.write(data)
+    head = Component(id=Component.make_id(task, "head", digest), name="head", creator=task,
+                     shapes={k: tuple(v.shape) for k, v in weights.items()}, blob=digest)
+    components = tuple(head if c.name == "head" else c for c in root.components)
+    path = Path(task=task, components=components, hparams=hparams,
                 method_version=CONFIG.method_version, parent=root.hash, parent_task="_root",
                 metrics={"validation_accuracy": 0.5, "test_accuracy": 0.5, "num_cycles": 1})
-    store.commit(Extension(task=task, base_version=store.head(), path=path, blob_files={},
-                           run_id=f"run-{task}", config_name=CONFIG.name, mode="onboard"))
+    store.commit(Extension(task=task, base_version=store.head(), path=path,
+                           blob_files={digest: blob_file}, run_id=f"run-{task}",
+                           config_name=CONFIG.name, mode="onboard"))
+    shutil.rmtree(os.path.dirname(blob_file))
 
 
 @pytest.fixture(scope="module")
@@ -432,11 +454,19 @@ def test_predict_resizes_each_image_on_its_own(data, base_store, tmp_path, capsy
 
     store = str(shutil.copytree(base_store, tmp_path / "store"))
     args = ["predict", "--store", store, "--task", TASK, "--json"]
-    assert main([*args, f"{data}/digit.png"]) == 0
-    alone = json.loads(capsys.readouterr().out)["predictions"][0]
+
+    def predictions(*files: str) -> list[dict]:
+        assert main([*args, *(f"{data}/{name}" for name in files)]) == 0
+        return json.loads(capsys.readouterr().out)["predictions"]
+
+    alone = predictions("digit.png")[0]
+    # The control that makes this test able to fail: the task's head is not uniform, so the
+    # output depends on the image (a predictor that ignored its input would give these equal).
+    other = predictions("wide.png")[0]
+    assert (other["label"], other["probability"]) != pytest.approx((alone["label"],
+                                                                    alone["probability"]))
     # Two wide colour images outnumber it: stacking would resize the digit to 40x24 first.
-    assert main([*args, f"{data}/wide.png", f"{data}/digit.png", f"{data}/wide.png"]) == 0
-    together = json.loads(capsys.readouterr().out)["predictions"][1]
+    together = predictions("wide.png", "digit.png", "wide.png")[1]
     assert together["label"] == alone["label"]
     assert together["probability"] == pytest.approx(alone["probability"], abs=1e-6)
 
@@ -450,3 +480,36 @@ def test_export_replaces_an_earlier_export_only_with_force(base_store, tmp_path,
     assert tree_digest(tmp_path / "out") == first
     assert main([*args, "--force"]) == 0
     assert set(tree_digest(tmp_path / "out")) == set(first)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "savedmodel"])
+def test_an_export_predicts_what_predict_prints(fmt, data, base_store, tmp_path, capsys):
+    """The exported model, loaded back the way README says, gives each image the label and
+    probability that `predict` prints for it, and its metadata names the classes in order."""
+    import json
+
+    from mu2net.model import load_keras_model
+    from mu2net.predict import eval_input, read_image
+
+    store = str(shutil.copytree(base_store, tmp_path / "store"))
+    files = [f"{data}/digit.png", f"{data}/wide.png"]
+    assert main(["predict", "--store", store, "--task", TASK, "--json", *files]) == 0
+    printed = json.loads(capsys.readouterr().out)["predictions"]
+    out = tmp_path / "out"
+    assert main(["export", "--store", store, "--task", TASK, "--out", str(out),
+                 "--format", fmt]) == 0
+    meta = json.loads((out / f"{TASK}.json").read_text())
+    inputs = np.stack([eval_input(read_image(f), meta["image_size"]) for f in files])
+    if fmt == "keras":
+        logits = np.asarray(load_keras_model(str(out / f"{TASK}.keras"))(inputs, training=False))
+    else:
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(out / f"{TASK}_savedmodel"))  # kept: serve's variables
+        logits = loaded.serve(inputs).numpy()
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    for row, p in zip(printed, probs):
+        assert meta["class_names"][int(np.argmax(p))] == row["label"]
+        assert float(p.max()) == pytest.approx(row["probability"], abs=1e-5)
+    assert meta["task"] == TASK and meta["version"] == 1

@@ -1,11 +1,15 @@
 """Every benchmark script's `--smoke` mode runs and produces what its full run reports, so the
-scripts cannot rot. The numbers themselves are not checked here (performance claims live in the
-results files, measured side by side)."""
+scripts cannot rot. Its tables are parsed and each number checked for what holds at any speed
+(finite, positive, ratios that match their columns, invariants such as a commit's bytes beside
+its index): zeroed or NaN numbers fail. Whether one thing is faster than another is not
+asserted here (performance claims live in the results files, measured side by side)."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 
@@ -22,6 +26,38 @@ def run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProc
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} {args} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def number(cell: str) -> float:
+    """A table cell as a number: `1,234`, `**8.1**`, `1.00`, `9.68 GB`, `398 kB`."""
+    match = re.fullmatch(r"\**\s*(-?[\d,]*\.?\d+|nan|inf)\s*(?:GB|kB|MB|ms|s|h)?\s*\**",
+                         cell.strip())
+    assert match, f"not a number: {cell!r}"
+    return float(match.group(1).replace(",", ""))
+
+
+def tables(text: str) -> list[list[dict[str, str]]]:
+    """Every markdown table in `text`, as rows of {header: cell} (header names repeated in a
+    table, like `x`, get a suffix: `x`, `x_2`)."""
+    found, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|") and i + 1 < len(lines) and re.match(r"^\|[-:| ]+\|$",
+                                                                   lines[i + 1]):
+            headers = [c.strip() for c in line.strip("|").split("|")]
+            names = [h if headers[:k].count(h) == 0 else f"{h}_{headers[:k].count(h) + 1}"
+                     for k, h in enumerate(headers)]
+            rows = []
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                rows.append(dict(zip(names, (c.strip() for c in row.strip("|").split("|")))))
+            found.append(rows)
+    return found
+
+
+def positive(value: float) -> float:
+    assert math.isfinite(value) and value > 0, value
+    return value
 
 
 def header_ok(text: str) -> None:
@@ -69,6 +105,16 @@ def test_step_efficiency_smoke(tmp_path):
     header_ok(text)
     assert "| tiny (testing) | all trainable |" in text
     assert "| tiny (testing) | lower half frozen |" in text
+    (rows,) = tables(text)
+    params = {}
+    for row in rows:
+        total, trainable = re.fullmatch(r"([\d,]+) \(([\d,]+)\)",
+                                        row["params (trainable)"]).groups()
+        params[row["setting"]] = (number(total), number(trainable))
+        positive(number(row["child img/s"])), positive(number(row["plain Keras img/s"]))
+        positive(number(row["child / plain"]))
+    (total, every), (total_frozen, some) = params["all trainable"], params["lower half frozen"]
+    assert total == every == total_frozen > some > 0
 
 
 def test_execution_mode_smoke(tmp_path):
@@ -77,11 +123,20 @@ def test_execution_mode_smoke(tmp_path):
     text = out.read_text()
     header_ok(text)
     assert "| testing | 8 | 4 |" in text and "auto picked the slower mode in" in text
+    (rows,) = tables(text)
+    slower = 0
+    for row in rows:
+        eager, traced = positive(number(row["eager s"])), positive(number(row["traced s"]))
+        assert number(row["eager / traced"]) == pytest.approx(eager / traced, abs=0.01)
+        assert row["faster"] == ("eager" if eager < traced else "traced")
+        assert row["auto picks"] in ("eager", "traced")
+        slower += row["auto picks"] != row["faster"]
+    assert f"auto picked the slower mode in {slower} of {len(rows)} cases" in text
 
 
-@pytest.mark.slow
 def test_orchestration_overhead_smoke(tmp_path):
-    # The local pipeline starts one subprocess per step: about a minute even when tiny.
+    # The local pipeline starts one subprocess per step: about a minute even when tiny, but the
+    # only smoke that compares the pipeline's result with evolve's, so it runs in `make test`.
     out = tmp_path / "orch.md"
     run("orchestration_overhead.py", "--smoke", "--output", str(out))
     text = out.read_text()
@@ -92,7 +147,25 @@ def test_orchestration_overhead_smoke(tmp_path):
 def test_store_scaling_smoke(tmp_path):
     out = tmp_path / "store.md"
     run("store_scaling.py", "--smoke", "--output", str(out))
-    header_ok(out.read_text())
+    text = out.read_text()
+    header_ok(text)
+    found = tables(text)
+    assert found
+    for rows in found:
+        assert [int(number(r["tasks"])) for r in rows] == [10, 100]
+        for row in rows:
+            for column in ("commit ms", "bytes written", "of which index", "load one task ms",
+                           "x", "x_2", "x_3"):
+                positive(number(row[column]))
+        first, second = rows
+        assert number(first["x"]) == number(first["x_2"]) == number(first["x_3"]) == 1.0
+        assert number(second["x_2"]) == pytest.approx(
+            number(second["bytes written"]) / number(first["bytes written"]), abs=0.01)
+        # A commit writes the task's new blobs and path document (the same at any size) plus
+        # the index, which grows with the tasks: bytes written minus the index are equal.
+        assert (number(first["bytes written"]) - number(first["of which index"])
+                == number(second["bytes written"]) - number(second["of which index"]))
+        assert number(second["of which index"]) > number(first["of which index"])
 
 
 def test_accelerator_step_smoke_and_refusal():
@@ -104,3 +177,61 @@ def test_accelerator_step_smoke_and_refusal():
         refused = run("accelerator_step.py", check=False)
         assert refused.returncode == 2
         assert "no accelerator visible" in refused.stderr
+
+
+def test_accelerator_sizing_smoke(tmp_path):
+    out = tmp_path / "sizing.md"
+    proc = run("accelerator_sizing.py", "--smoke", "--out", str(out))
+    text = out.read_text()
+    assert text in proc.stdout + "\n" or text.strip() in proc.stdout
+    sizing, steps = tables(text)
+    for row in sizing:
+        parts = [positive(number(row[c])) for c in ("weights", "grads+momentum", "activations")]
+        assert number(row["total"]) == pytest.approx(sum(parts), abs=0.11)
+        positive(number(row["child h"]))
+    chosen = [r for r in sizing if r["chosen"] == "yes"]
+    assert {r["config"] for r in chosen} == {"gpu on gpu", "tpu on tpu"}
+    gpu = next(r for r in chosen if r["config"] == "gpu on gpu")
+    assert (gpu["precision"], gpu["px"]) == ("mixed_bfloat16", "224")
+    assert number(gpu["total"]) < 24  # fits one L4's 24 GB
+    for row in steps:
+        before, after = row["blob copies (before)"], row["blob references (now)"]
+        if "(at commit)" in before:  # new blobs are written once either way
+            assert number(before.replace("(at commit)", "")) == number(after) > 0
+        else:  # references are kilobytes where copies were gigabytes
+            assert before.endswith("GB") and after.endswith("kB")
+            assert positive(number(before)) * 1e9 > 1000 * positive(number(after)) * 1e3
+
+
+def test_recipe_speed_smoke():
+    proc = run("recipe/speed.py", "--smoke")
+    (line,) = [x for x in proc.stdout.splitlines() if "images/s" in x]
+    speed, params = re.fullmatch(r"patch 4 width 64 depth 4: (\d+) images/s, ([\d,]+) params",
+                                 line).groups()
+    assert positive(number(speed)) and number(params) == 141_066
+
+
+def test_recipe_finetune_curve_smoke():
+    proc = run("recipe/finetune_curve.py", "--smoke")
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("lr ")]
+    test, best, curve = re.fullmatch(
+        r"lr 0.1 epochs 1 area 0.5 size 28: test ([\d.]+), best validation ([\d.]+), "
+        r"curve \[([\d., ]+)\], \d+ s", line).groups()
+    # one epoch from the shipped pretrained root lifts digits far above chance (0.1)
+    assert 0.3 < number(test) <= 1.0 and 0.3 < number(best) <= 1.0
+    assert max(number(c) for c in curve.split(",")) == pytest.approx(number(best), abs=5e-4)
+
+
+def test_recipe_search_cycles_smoke():
+    proc = run("recipe/search_cycles.py", "--smoke")
+    lines = proc.stdout.splitlines()
+    (cycle,) = [x for x in lines if x.startswith("digits cycle 1:")]
+    test, validation = re.search(r"test ([\d.]+), validation ([\d.]+)", cycle).groups()
+    assert 0 <= number(test) <= 1 and 0 < number(validation) <= 1
+    children = [x for x in lines if x.lstrip().startswith("gen ")]
+    assert len(children) == 4  # testing: 2 generations x 2 children
+    kept = [float(re.search(r"val ([\d.]+)", x).group(1)) for x in children if "kept True" in x]
+    assert kept and max(kept) == pytest.approx(number(validation), abs=1e-3)
+    accounted = re.search(r"digits: accounted ([\d,]+), new ([\d,]+)", proc.stdout).groups()
+    total = re.search(r"total params ([\d,]+)", proc.stdout).group(1)
+    assert 0 < number(accounted[1]) <= number(accounted[0]) <= number(total)

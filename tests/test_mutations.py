@@ -212,9 +212,21 @@ def test_clone_mutation_makes_a_trainable_copy_of_a_frozen_component():
 
 
 def test_clone_probability_is_learned_per_component():
-    slots, fired, h = plan(child_hparams(), [ROOT], config=CONFIG)
-    for name in ("cls", "embedding", "encoderblock_0", "encoderblock_1"):
-        assert h[f"_mu_|clone:{name}"] in MU_VALUES
+    """Each component's clone probability is inherited from the parent's own value for that
+    component and moved at most one step of MU_VALUES (clipped at the ends), independently of
+    the others (a shared value would put every component in one neighbourhood)."""
+    assert CONFIG.search.mu_autotune
+    parent = {"cls": 0.1, "embedding": 0.2, "encoderblock_0": 0.02, "encoderblock_1": 0.3}
+    allowed = {"cls": {0.08, 0.1, 0.12}, "embedding": {0.18, 0.2, 0.22},
+               "encoderblock_0": {0.02, 0.04}, "encoderblock_1": {0.28, 0.3}}
+    inherited = {f"_mu_|clone:{name}": mu for name, mu in parent.items()}
+    seen: dict[str, set[float]] = {name: set() for name in parent}
+    for seed in range(40):
+        _, _, h = plan(child_hparams(**inherited, _mu_=0.3), [ROOT], config=CONFIG, seed=seed)
+        for name in parent:
+            seen[name].add(h[f"_mu_|clone:{name}"])
+    for name in parent:
+        assert seen[name] <= allowed[name] and len(seen[name]) > 1, (name, seen[name])
 
 
 def test_image_size_change_interpolates_the_root_posembed():

@@ -51,47 +51,54 @@ def test_onboard_defaults_to_the_configs_cycles(monkeypatch, tmp_path):
     assert seen == [[[("demo:digits", "onboard"), ("digits", "iterate")]]]
 
 
-class FakeStore:
-    """A store whose head moves on every run; the task's accuracy rises by 0.1 per cycle."""
-
-    def __init__(self):
-        self.number, self.uri = 0, "fake"
-
-    def head(self):
-        return self.number
-
-    def load_system(self, number):
-        acc = 0.5 + 0.1 * number
-        path = types.SimpleNamespace(metrics={"validation_accuracy": acc, "num_cycles": number,
-                                              "test_accuracy": acc - 0.01})
-        return types.SimpleNamespace(paths={"digits": path} if number else {})
-
-
 def test_each_cycle_reports_the_accuracy_it_committed_and_a_table_at_the_end(
-        monkeypatch, capfd):
+        monkeypatch, capfd, tmp_path):
+    """On a real local store, each cycle an in-process search commits (the library calls the
+    pipeline's steps make: ingest, evolve, commit), so the accuracies printed are read with
+    the real metric keys of real commits; only kfp.local's subprocesses are left out (the slow
+    test below runs them)."""
+    import os
+
     from mu2net.commands import local as commands
+    from mu2net.queue import ingest_request, resolve_request
+    from mu2net.scoring import config_scorer
+    from mu2net.search import evolve
+    from mu2net.tasks.ingest import load_prepared, prepared_dir
 
-    store, runs = FakeStore(), []
+    config = get_config("testing")
+    store = random_root_store(tmp_path, config)
+    runs = []
 
-    def run_local(**kwargs):
-        runs.append((kwargs["task_spec"], kwargs["mode"]))
-        store.number += 1
-        return {"line": f"digits: version {store.number} committed", "seconds": 1.0}
+    def run_local(*, task_spec, mode, store_uri, seed, **_):
+        runs.append((task_spec, mode))
+        work = os.path.join(tmp_path, f"run-{len(runs)}")
+        request = resolve_request(store, task_spec, mode, f"run-{len(runs)}")
+        info = ingest_request(store, request, os.path.join(work, "task"), None)
+        task = load_prepared(prepared_dir(os.path.join(work, "task"), info.name))
+        ext = evolve(store.load_system(), task, config, store, seed=seed, mode=mode,
+                     run_id=f"run-{len(runs)}", workdir=os.path.join(work, "search"))
+        store.commit(ext, scorer=config_scorer(config))
+        return {"line": f"{ext.task}: version {store.head()} committed", "seconds": 1.0}
 
-    monkeypatch.setattr(commands, "_store", lambda uri, config_name=None: store)
     monkeypatch.setattr(commands, "_pipelines",
                         lambda name: types.SimpleNamespace(run_local=run_local))
-    assert main(["onboard", "demo:digits", "--store", "fake", "--config", "testing",
-                 "--cycles", "3"]) == 0
-    assert runs == [("demo:digits", "onboard"), ("digits", "iterate"), ("digits", "iterate")]
+    assert main(["onboard", "demo:digits", "--store", store.uri, "--config", "testing",
+                 "--cycles", "2"]) == 0
+    assert runs == [("demo:digits", "onboard"), ("digits", "iterate")]
+    assert store.head() == 2
     out = capfd.readouterr().out
-    assert "[1/1] demo:digits: cycle 1/3: validation 0.6000, test 0.5900 (version 1)" in out
-    assert "[1/1] demo:digits: cycle 3/3: validation 0.8000, test 0.7900 (version 3)" in out
+    rows = []
+    for number in (1, 2):
+        metrics = store.load_system(number).paths["digits"].metrics
+        assert metrics["num_cycles"] == number
+        rows.append([str(number), str(number), f"{metrics['validation_accuracy']:.4f}",
+                     f"{metrics['test_accuracy']:.4f}"])
+        assert (f"[1/1] demo:digits: cycle {number}/2: validation {rows[-1][2]}, test "
+                f"{rows[-1][3]} (version {number})") in out
     table = out[out.index("[1/1] demo:digits: accuracy per cycle"):].splitlines()
-    assert [line.split() for line in table[1:5]] == [
-        ["cycle", "version", "validation", "test"], ["1", "1", "0.6000", "0.5900"],
-        ["2", "2", "0.7000", "0.6900"], ["3", "3", "0.8000", "0.7900"]]
-    assert "done: 3 cycle(s) of 1 task(s)" in out
+    assert [line.split() for line in table[1:4]] == [
+        ["cycle", "version", "validation", "test"], *rows]
+    assert "done: 2 cycle(s) of 1 task(s)" in out
 
 
 @pytest.mark.slow
@@ -117,3 +124,26 @@ def test_onboard_two_cycles_through_the_local_pipeline(tmp_path, capfd):
     assert table[1].split() == ["cycle", "version", "validation", "test"]
     assert table[3].split()[:2] == ["2", "2"]
     assert "done: 2 cycle(s) of 1 task(s)" in out
+
+
+def test_iterate_all_runs_one_cycle_of_every_task_by_expected_gain(monkeypatch, tmp_path):
+    """`iterate --all` re-evolves every task once, most to gain first (queue.gain_ranking:
+    error left / (1 + cycles so far)), on a real store with three committed tasks."""
+    import os
+
+    from mu2net.commands import local as commands
+    from mu2net.store.synthetic import synthetic_extension
+
+    store = random_root_store(tmp_path, get_config("testing"))
+    for task, accuracy, cycles in (("a", 0.9, 1), ("b", 0.6, 1), ("c", 0.6, 3)):
+        view = store.load_system()
+        store.commit(synthetic_extension(
+            view, task, os.path.join(tmp_path, "blobs"), own=("encoder_norm",),
+            metrics={"validation_accuracy": accuracy, "test_accuracy": accuracy,
+                     "num_cycles": cycles}))
+    seen = []
+    monkeypatch.setattr(commands, "_run_cycles",
+                        lambda uri, tasks, args: seen.append((uri, tasks)) or 0)
+    assert main(["iterate", "--all", "--store", store.uri, "--config", "testing"]) == 0
+    # gains: b 0.4/2 = 0.2, c 0.4/4 = 0.1, a 0.1/2 = 0.05
+    assert seen == [(store.uri, [[("b", "iterate")], [("c", "iterate")], [("a", "iterate")]])]

@@ -198,7 +198,7 @@ def _noop() -> int:
     return 0
 
 
-def test_place_accepts_a_dict_pool():
+def test_pool_fields_reads_a_dict_pool_as_check_pool_expects():
     fields = pool_fields({"kind": "gpu", "accelerator_type": "nvidia.com/gpu",
                           "accelerator_count": 2,
                           "node_selectors": [["cloud.google.com/gke-accelerator", "nvidia-a100"]],

@@ -2,7 +2,8 @@
 terminal view of paths, progress lines, and the HTML page as headless Chromium renders it.
 
 Stores are synthetic (`synthetic_extension`: no training), so the whole file runs in seconds.
-Pictures are kept under build/test-artifacts/ (gitignored) for people to look at.
+Pictures stay in the tests' temporary folders; set MU2NET_TEST_ARTIFACTS=FOLDER to keep copies
+for people to look at (nothing is written into the checkout).
 """
 
 import json
@@ -27,7 +28,7 @@ from mu2net.store.synthetic import synthetic_extension
 from mu2net.task_info import TaskInfo
 
 CONFIG = get_config("testing")
-ARTIFACTS = pathlib.Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
+ARTIFACTS = os.environ.get("MU2NET_TEST_ARTIFACTS", "")
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -63,8 +64,11 @@ def synthetic_store(folder, tasks: int):
 
 
 def keep(path: pathlib.Path, name: str) -> pathlib.Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    target = ARTIFACTS / name
+    """`path`, copied as `name` into $MU2NET_TEST_ARTIFACTS when that is set."""
+    if not ARTIFACTS:
+        return path
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    target = pathlib.Path(ARTIFACTS) / name
     shutil.copyfile(path, target)
     print(f"artifact: {target}")
     return target
@@ -159,6 +163,26 @@ def test_run_markdown_sums_up_the_search(tmp_path):
     text = report.run_markdown(commit, {"test_accuracy": 0.6}, view, CONFIG, [[1, 0], [0, 1]])
     assert "Search: 6 children over 3 generations, 3 kept; parents 2 of this task, 2 of " \
            "other tasks, 2 the root; best child score 0.7400" in text
+
+
+def test_a_bar_is_printed_at_most_once_per_bar_every_s_per_child():
+    """While a child trains, its progress lines become a bar at most every BAR_EVERY_S (10 s)
+    per child: the first line prints, lines within 10 s of the last printed one do not, and
+    another child's bar has its own clock."""
+    from mu2net.progress import BAR_EVERY_S
+
+    assert BAR_EVERY_S == 10.0
+    now = [0.0]
+    timer = StepTimer(clock=lambda: now[0])
+    printed = []
+    for t, label, done in [(0.0, "child 1", 1), (3.0, "child 1", 2), (9.9, "child 1", 3),
+                           (5.0, "child 2", 1), (10.0, "child 1", 4), (14.9, "child 2", 2),
+                           (15.0, "child 2", 3), (19.9, "child 1", 5), (20.0, "child 1", 6)]:
+        now[0] = t
+        printed += [(t, line.split(" [")[0]) for line in
+                    timer.feed(f"[mu2net-progress] {label} {done}/10")]
+    assert printed == [(0.0, "child 1"), (5.0, "child 2"), (10.0, "child 1"),
+                       (15.0, "child 2"), (20.0, "child 1")]
 
 
 def test_step_timer_reports_each_childs_own_duration():

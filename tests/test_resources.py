@@ -49,7 +49,15 @@ def test_a_pool_without_the_precision_is_refused():
 def test_the_gpu_config_fits_one_l4_and_the_paper_default_would_not():
     costliest = resources.costliest_hparams(GPU)
     assert costliest["ds_image_size"] == 224
-    assert resources.child_memory_bytes(GPU, costliest)["total"] < 0.5 * L4_BYTES
+    memory = resources.child_memory_bytes(GPU, costliest)
+    params = 304_326_632  # ViT-L/16 with a 1000-way head (the test above)
+    assert memory["params"] == params
+    assert memory["weights"] == 6 * params  # float32 master weights + their bfloat16 copy
+    assert memory["optimizer"] == 8 * params  # float32 gradients + momentum
+    # The lent H200 measured 7.7 GB peak for this child (benchmarks/results/
+    # accelerator_gpu_child.md); the model stays within 10 % of that, a third of an L4.
+    assert memory["total"] == pytest.approx(7.7e9, rel=0.10)
+    assert memory["total"] < L4_BYTES / 2.5
     at_384 = {**costliest, "ds_image_size": 384}
     assert resources.child_memory_bytes(GPU, at_384, precision="float32")["total"] > L4_BYTES
     tpu = get_config("tpu")

@@ -126,3 +126,24 @@ def test_cli_root_build_then_init_reuses_the_cached_root(tmp_path, capsys):
     roots = [open_store(str(tmp_path / n)).load_system(0).root for n in ("a", "b")]
     assert roots[0].hash == roots[1].hash
     assert roots[0].metrics["pretrain_task"] == "digits"
+
+
+def test_the_demo_finds_the_shipped_root_without_pretraining():
+    """`make demo` (cpu_demo, seed 0, the default cache folder) reads the root shipped in
+    roots/: a config change that moves the cache key would silently make every demo pretrain
+    for about 7 minutes, and fails here instead."""
+    from mu2net.root_cache import ROOT_CACHE_DIR, root_cache_file, root_cache_hit
+    from mu2net.tasks.sources import load_source
+
+    config = get_config("cpu_demo")
+    repo_roots = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "roots")
+    assert os.path.realpath(ROOT_CACHE_DIR) == os.path.realpath(repo_roots)
+    info = load_source(config.root_task).info
+    shipped = root_cache_file(config, info, seed=0, cache_dir=ROOT_CACHE_DIR)
+    assert root_cache_hit(shipped), (f"the demo would pretrain: {shipped} is not shipped; "
+                                     f"roots/ has {sorted(os.listdir(repo_roots))}")
+    from mu2net.cli import _build_parser
+
+    demo = _build_parser().parse_args(["demo", "--store", "s"])
+    assert (demo.config, demo.seed, demo.root_cache or None) == ("cpu_demo", 0, None)

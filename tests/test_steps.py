@@ -158,7 +158,11 @@ def test_status_json_is_the_pinned_format(store):
     assert set(entry) == {"test_accuracy", "validation_accuracy", "score", "accounted_params",
                           "flops", "method_version", "components"}
     assert entry["validation_accuracy"] == 0.8 and entry["test_accuracy"] == pytest.approx(0.79)
-    assert 0 < entry["score"] < 0.8  # size and compute penalties of the testing config
+    # q * s^(A/P) * s^(F/F_ref) with the testing config's s, P and F_ref (the score)
+    s, p_ref, f_ref = CONFIG.score.scale, CONFIG.score.params_ref, CONFIG.score.flops_ref
+    assert (s, p_ref, f_ref) == (0.99, 1e6, 1e6)
+    expected = 0.8 * s ** (entry["accounted_params"] / p_ref) * s ** (entry["flops"] / f_ref)
+    assert entry["score"] == pytest.approx(expected, rel=1e-9) and entry["score"] < 0.8
     view = store.load_system()
     assert entry["accounted_params"] == view.accounted_params(view.paths["a"])
     assert entry["components"] == list(view.paths["a"].component_ids)

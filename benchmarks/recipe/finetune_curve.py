@@ -4,10 +4,13 @@ augmentation and image size a child needs, per epoch.
 Run (the shipped cpu_demo root; each run a few minutes on 2 cores):
     .venv/bin/python benchmarks/recipe/finetune_curve.py roots/cpu_demo-<key>.npz mnist_5k \\
         0.03,30,1.0,28 0.03,30,0.5,28 0.1,30,0.5,28        # lr,epochs,crop area min,size
+    .venv/bin/python benchmarks/recipe/finetune_curve.py --smoke   # shipped root, digits, 1 epoch
 """
 
+import argparse
+import glob
 import math
-import sys
+import os
 import time
 
 import keras
@@ -20,9 +23,28 @@ from mu2net.tasks.preprocess import make_dataset
 from mu2net.tasks.suite import load_suite_task
 from mu2net.training import Budget, make_optimizer, set_params, train_model
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root_file", nargs="?", help="a root checkpoint (.npz)")
+    parser.add_argument("task", nargs="?", help="a suite task, e.g. mnist_5k")
+    parser.add_argument("runs", nargs="*", metavar="LR,EPOCHS,AREA,SIZE")
+    parser.add_argument("--smoke", action="store_true",
+                        help="CI's check: the shipped cpu_demo root, task digits, one epoch")
+    args = parser.parse_args()
+    if args.smoke:
+        args.root_file = args.root_file or sorted(glob.glob(f"{REPO}/roots/cpu_demo-*.npz"))[0]
+        args.task, args.runs = args.task or "digits", args.runs or ["0.1,1,0.5,28"]
+    if not (args.root_file and args.task and args.runs):
+        parser.error("give ROOT_FILE TASK and at least one LR,EPOCHS,AREA,SIZE (or --smoke)")
+    return args
+
 
 def main() -> None:
-    root_file, task_name, *runs = sys.argv[1:]
+    args = parse_args()
+    root_file, task_name, runs = args.root_file, args.task, args.runs
     config = get_config("cpu_demo")
     arch = config.architecture
     params, root_hparams = import_augreg_npz(root_file, config)

@@ -1,8 +1,10 @@
 """Training images/s of candidate cpu_demo architectures (random weights, batch 128).
 
 Run: .venv/bin/python benchmarks/recipe/speed.py   (about 1 minute on 2 cores)
+     .venv/bin/python benchmarks/recipe/speed.py --smoke   # first candidate, 4 batches of 16
 """
 
+import argparse
 import time
 
 import numpy as np
@@ -17,19 +19,24 @@ CANDIDATES = [(4, 64, 4, 128), (7, 64, 4, 128), (7, 96, 4, 192), (7, 128, 4, 256
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true",
+                        help="CI's check: the first candidate on 4 batches of 16")
+    args = parser.parse_args()
+    batch, batches = (16, 4) if args.smoke else (128, 20)
     base = get_config("cpu_demo")
-    for patch, width, depth, mlp in CANDIDATES:
+    for patch, width, depth, mlp in CANDIDATES[:1] if args.smoke else CANDIDATES:
         arch = ArchitectureConfig(image_size=28, patch_size=patch, hidden_size=width,
                                   num_layers=depth, num_heads=4, mlp_dim=mlp, max_layers=depth)
         config = base.replace(architecture=arch)
         params, hparams = random_root_params(config, seed=0, num_classes=10)
         model = build_model(arch, hparams, params, trainable=list(params))
         compile_model(model, make_optimizer(hparams, 1000, config), run_eagerly=False)
-        x = np.random.default_rng(0).random((128 * 20, 28, 28, 3), dtype=np.float32)
+        x = np.random.default_rng(0).random((batch * batches, 28, 28, 3), dtype=np.float32)
         y = np.random.default_rng(1).integers(0, 10, len(x))
-        model.fit(x[:256], y[:256], batch_size=128, epochs=1, verbose=0)  # trace
+        model.fit(x[:2 * batch], y[:2 * batch], batch_size=batch, epochs=1, verbose=0)  # trace
         start = time.perf_counter()
-        model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
         seconds = time.perf_counter() - start
         n = sum(int(np.prod(v.shape)) for c in params.values() for v in c.values())
         print(f"patch {patch} width {width} depth {depth}: {len(x) / seconds:.0f} images/s, "
