@@ -7,9 +7,8 @@ import pathlib
 import shutil
 import sys
 
-import pytest
 import yaml
-from test_manifests import VENDORED_RENDER, by_kind, render, validate_all
+from test_manifests import by_kind, needs_vendored_base, render, validate_all
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from fake_kfp_api import FakeKfpApi  # noqa: E402
@@ -53,8 +52,7 @@ def test_the_profile_overlay_follows_its_parameters(tmp_path):
         "gs://proj-mu2net/pipeline-root/team-a"
 
 
-@pytest.mark.skipif(not VENDORED_RENDER.exists(),
-                    reason="../shared/vendor (the exact upstream KFP 2.17.0 manifests) is absent")
+@needs_vendored_base
 def test_what_the_overlay_relies_on_in_the_kfp_multi_user_install():
     # runs in a profile namespace run as default-editor unless a run names another KSA
     env = (MULTI_USER / "api-service" / "params.env").read_text().splitlines()

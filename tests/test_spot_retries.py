@@ -6,6 +6,7 @@ training step an IR retry policy. What decides a retry on a cluster is Argo's me
 and its retry decision, ported in tests/argo_semantics.py with the Go sources cited.
 """
 
+import os
 import pathlib
 import subprocess
 
@@ -51,7 +52,7 @@ DETERMINISTIC_FAILURES = [
 
 
 def render_kfp_overlay() -> list[dict]:
-    if not VENDORED_RENDER.exists():
+    if not VENDORED_RENDER.exists() and os.environ.get("CI") != "true":  # CI fails instead
         pytest.skip("../shared/vendor (the exact upstream KFP 2.17.0 manifests) is absent")
     out = subprocess.run(["bash", str(VENDORED_RENDER), str(ROOT / "manifests" / "kfp")],
                          capture_output=True, text=True)
