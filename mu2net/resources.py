@@ -92,6 +92,22 @@ def lease_ttl(config: Config, target: str) -> float:
                for pool in timed_pools(config, target)) + LEASE_MARGIN_S
 
 
+def light_steps(config: Config) -> int:
+    """Light steps of one run: ingest, start, a plan and a select per generation, report."""
+    return 3 + 2 * config.search.generations_per_cycle
+
+
+def run_deadline_seconds(config: Config, target: str) -> int:
+    """The whole run's bound on `target`, in seconds: one child deadline per generation (a
+    generation's children run side by side), the commit's deadline and every light step's.
+    A run older than this is dead (the workflow deadline stops it), so the queue gives its
+    entry back (`mu2net.store.queue`). Retries are not added: the bound is for a run that
+    went well enough to finish, and a run that needs more is cut and retried as a whole."""
+    train, commit = timed_pools(config, target)
+    return int(config.search.generations_per_cycle * train.timeout_s + commit.timeout_s
+               + light_steps(config) * config.placement.light.timeout_s)
+
+
 def path_params(config: Config, hparams: dict[str, Any]) -> int:
     return sum(component_size(name, config.architecture, hparams)
                for name in component_names(hparams))

@@ -160,3 +160,35 @@ def build_task(name: str, splits: Splits, class_names: Sequence[str], *, source:
     check_validation_size(name, splits, len(class_names))
     return ArrayTask.from_arrays(name, {s: splits[s] for s in SPLITS}, class_names,
                                  source=source, description=description)
+
+
+def shrink_to(task: ArrayTask, max_size: int | None, *, batch: int = 256) -> ArrayTask:
+    """The task with every image no larger than `max_size` on either side: the largest
+    `ds_image_size` the config's search can pick, so prepared data is never bigger than what
+    training reads. A side over `max_size` becomes `max_size`; a side at or under it is kept
+    (nothing is enlarged, and a task already small enough is returned unchanged, same content
+    hash). Training resizes every image to a square of its `ds_image_size` without keeping
+    the aspect (`mu2net.tasks.preprocess`), with the same bilinear `tf.image.resize`, so
+    squeezing the aspect here changes nothing it sees but one uint8 rounding: an image shrunk
+    to S x S and resized to S by training is that rounding away from today's direct resize.
+    (An inception crop is now taken of the shrunk image: the same crop at lower detail.)
+    """
+    height, width = (int(x) for x in task.info.image_shape[:2])
+    if not max_size or (height <= max_size and width <= max_size):
+        return task
+    import tensorflow as tf
+
+    size = (min(height, int(max_size)), min(width, int(max_size)))
+    splits = {}
+    for split in SPLITS:
+        images, labels = task.arrays(split)
+        out = np.empty((len(images), *size, images.shape[-1]), np.uint8)
+        for start in range(0, len(images), batch):
+            chunk = tf.image.resize(tf.cast(images[start:start + batch], tf.float32), size)
+            out[start:start + batch] = np.clip(np.round(chunk.numpy()), 0, 255).astype(np.uint8)
+        splits[split] = (out, labels)
+    note = (f"images shrunk at ingest from {height}x{width} to {size[0]}x{size[1]} (the "
+            f"largest image size training uses, {max_size})")
+    description = "; ".join(x for x in (task.info.description, note) if x)
+    return ArrayTask.from_arrays(task.info.name, splits, task.info.class_names,
+                                 source=task.info.source, description=description)
