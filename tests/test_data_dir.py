@@ -51,6 +51,35 @@ def publish(store, task, run_id):
                            run_id=run_id, config_name=CONFIG.name, mode="onboard"))
 
 
+def test_compiled_defaults_alone_ingest_a_tfds_task(store, tmp_path, tfds_dir):
+    """The fast twin of test_pipeline_local's compiled-package run: the values the compiled
+    IR gives the ingest step when a run sets only task_spec (the root's parameter defaults,
+    and the ingest task's constant `default_data_dir`) ingest a tfds: task."""
+    import yaml
+
+    from pipelines.onboard_task import compile_pipeline
+
+    package = compile_pipeline("testing", "cpu", str(tmp_path / "onboard.yaml"),
+                               store_uri=store.uri, data_dir=tfds_dir)
+    spec = next(yaml.safe_load_all(open(package)))
+    defaults = {name: p.get("defaultValue") for name, p in
+                spec["root"]["inputDefinitions"]["parameters"].items()}
+    wiring = spec["root"]["dag"]["tasks"]["ingest-task"]["inputs"]["parameters"]
+    constant = wiring["default_data_dir"]["runtimeValue"]["constant"]
+    assert wiring["data_dir"] == {"componentInputParameter": "data_dir"}
+    assert (defaults["data_dir"], defaults["store_uri"], constant) == (tfds_dir, store.uri,
+                                                                       tfds_dir)
+    out = steps.ingest_step(task_spec="tfds:" + NAME, mode=defaults["mode"],
+                            store_uri=defaults["store_uri"], data_dir=defaults["data_dir"],
+                            run_id="run-1", task_dir=str(tmp_path / "task"),
+                            info_dir=str(tmp_path / "info"), default_data_dir=constant, **CFG)
+    assert (out["task"], out["data_dir"]) == (NAME, tfds_dir)
+    # the same package run with the data dir left empty (today's default) cannot read it
+    with pytest.raises(TaskError, match=NAME):
+        steps.ingest_step(task_spec="tfds:" + NAME, mode="onboard", store_uri=store.uri,
+                          data_dir="", run_id="run-2", task_dir=str(tmp_path / "t2"), **CFG)
+
+
 def test_precedence_explicit_then_recorded_then_compiled_default():
     eff = queue.effective_data_dir
     assert eff("gs://explicit", "gs://recorded", "gs://default") == "gs://explicit"
