@@ -58,8 +58,8 @@ def prepared_bytes(name: str, sizes: dict[str, int], shape: tuple[int, int, int]
 
     from mu2net.config import canonical_json
     from mu2net.task_info import SPLITS
-    from mu2net.tasks.ingest import INFO_FILE, _write, prepared_dir
     from mu2net.tasks.base import ArrayTask
+    from mu2net.tasks.ingest import INFO_FILE, _write, prepared_dir
     from mu2net.tasks.prepare import shrink_to
 
     rng = np.random.default_rng(0)
