@@ -304,7 +304,7 @@ def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: 
     result = store.commit(extension)
     _maybe_inject_fault(fault_marker)
     if request.get("queue_entry"):
-        store.finish(request["queue_entry"])  # idempotent
+        store.finish(request["queue_entry"], run_id=state.run_id)  # idempotent
     # The lease stays until the report has read the committed version (report_step frees it).
     view = store.load_system(result.version)
     committed = view.paths[extension.task]

@@ -39,8 +39,8 @@ def test_run_deadline_covers_every_step_of_the_run():
 
 def test_overdue_entry_goes_back_to_pending_then_fails_after_max_attempts(clocked):
     store, now = clocked
-    entry = store.enqueue("demo:digits")
-    other = store.enqueue("demo:mnist_5k")
+    entry = store.enqueue("demo:digits", entry_id="a-first")  # same clock: ids give the order
+    other = store.enqueue("demo:mnist_5k", entry_id="b-second")
     for attempt in range(1, MAX_RUN_ATTEMPTS + 1):
         taken = store.take_next(f"run-{attempt}", deadline_s=3600)
         assert (taken.id, taken.extra["attempts"]) == (entry.id, attempt)
@@ -112,3 +112,16 @@ def test_ingest_step_records_the_run_deadline_and_queue_list_gives_back(
     assert f"gave back {entry.id}" in out.err
     (listed,) = json.loads(out.out)
     assert (listed["id"], listed["state"]) == (entry.id, "pending")
+
+
+def test_a_run_that_outlived_its_deadline_leaves_the_given_back_entry_alone(clocked):
+    """Its commit stands; finishing an entry it no longer holds neither raises (that would
+    fail the committed run's commit step) nor takes the entry from its new run."""
+    store, now = clocked
+    entry = store.enqueue("demo:digits")
+    store.take_next("slow-run", deadline_s=60)
+    now[0] += 61
+    store.take_next("new-run", deadline_s=60)  # gives it back, then takes it again
+    left = store.finish(entry.id, run_id="slow-run")
+    assert (left.state, left.run_id) == ("running", "new-run")
+    assert store.finish(entry.id, run_id="new-run").state == "done"

@@ -216,8 +216,9 @@ class ModelStore(abc.ABC):
         `max_attempts` runs); returns the entries changed."""
 
     @abc.abstractmethod
-    def finish(self, entry_id: str, *, error: str = "") -> QueueEntry:
-        """Mark a running entry done, or failed with the error."""
+    def finish(self, entry_id: str, *, error: str = "", run_id: str = "") -> QueueEntry:
+        """Mark a running entry done, or failed with the error. With `run_id`, an entry this
+        run no longer holds (given back after its deadline) is left as it is."""
 
     @abc.abstractmethod
     def queue(self) -> list[QueueEntry]:

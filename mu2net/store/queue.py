@@ -13,6 +13,7 @@ runs, with a one-line reason.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from mu2net.schema import check_mode
 from mu2net.store.base import ObjectBackend, QueueEntry
 from mu2net.store.layout import encode, epoch_of, iso_time, parse_json, queue_key
 
+logger = logging.getLogger(__name__)
 QUEUE_STATES = ("pending", "running", "done", "failed")
 MAX_RUN_ATTEMPTS = 3  # runs that may time out on one entry before it fails for good
 _ENTRY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -165,11 +167,19 @@ class QueueOps:
             changed.append(moved)
         return changed
 
-    def finish(self, entry_id: str, *, error: str = "") -> QueueEntry:
+    def finish(self, entry_id: str, *, error: str = "", run_id: str = "") -> QueueEntry:
         state = "failed" if error else "done"
         for _ in range(self.max_attempts):
             entry, generation = self._read_entry(entry_id)
             if entry.state == state and entry.error == error:
+                return entry
+            if run_id and entry.run_id != run_id:
+                # This run outlived its deadline and the entry was given back (another run
+                # may hold it): the entry is no longer this run's to finish. Its commit stands;
+                # the entry's next run finds the task onboarded and fails it with that reason.
+                logger.warning("queue entry %s was given back after run %s passed its "
+                               "deadline; it is %s now, left as it is", entry_id, run_id,
+                               entry.state)
                 return entry
             if entry.state != "running":
                 raise StoreError(f"queue entry {entry_id!r} is {entry.state}; only a running "
