@@ -183,3 +183,12 @@ def test_ingest_step_prepares_data_at_the_largest_image_size(store, tmp_path):
     task = load_prepared(prepared_dir(tmp_path / "task-b", out["task"]))
     assert max(CONFIG.hparams.get("ds_image_size").values) == 20
     assert task.info.image_shape == (20, 20, 3)
+
+
+def test_cli_queue_add_records_the_data_dir(store, tfds_dir, capsys):
+    from mu2net.cli import main
+
+    assert main(["queue", "add", f"tfds:{NAME}", "--store", store.uri,
+                 "--data-dir", tfds_dir]) == 0
+    (entry,) = store.queue()
+    assert (entry.spec, entry.extra["data_dir"]) == (f"tfds:{NAME}", tfds_dir)
