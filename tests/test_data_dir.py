@@ -192,3 +192,26 @@ def test_cli_queue_add_records_the_data_dir(store, tfds_dir, capsys):
                  "--data-dir", tfds_dir]) == 0
     (entry,) = store.queue()
     assert (entry.spec, entry.extra["data_dir"]) == (f"tfds:{NAME}", tfds_dir)
+
+
+def test_tfds_images_are_shrunk_as_decoded_like_the_whole_task(tmp_path):
+    """A tfds: task larger than training's largest size is shrunk image by image as it is
+    decoded (the loader never holds the native-size source), to exactly what shrinking the
+    loaded task would give."""
+    from mu2net.tasks.sources import load_source
+
+    digits = digits_task()
+    splits = {s: (np.kron(digits.arrays(s)[0], np.ones((1, 5, 4, 1), np.uint8)),
+                  digits.arrays(s)[1]) for s in ("train", "validation", "test")}
+    big = ArrayTask.from_arrays("big_digits", splits, digits.info.class_names)
+    assert big.info.image_shape == (40, 32, 1)
+    data_dir = write_tfds_dataset(tmp_path / "tfds", "big_digits", big)
+    native = load_source("tfds:big_digits", data_dir=data_dir)
+    assert native.info.image_shape == (40, 32, 1)
+    decoded = load_source("tfds:big_digits", data_dir=data_dir, max_image_size=20)
+    assert decoded.info.image_shape == (20, 20, 1)
+    assert "images shrunk as decoded to at most 20 px" in decoded.info.description
+    whole = shrink_to(native, 20)
+    for split in ("train", "validation", "test"):
+        np.testing.assert_array_equal(decoded.arrays(split)[0], whole.arrays(split)[0])
+        np.testing.assert_array_equal(decoded.arrays(split)[1], whole.arrays(split)[1])

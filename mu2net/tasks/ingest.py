@@ -59,8 +59,9 @@ def ingest(spec: str, out_root: str | os.PathLike, *, data_dir: str | None = Non
                         "path (use the step's output folder or a /gcs/ FUSE mount)")
     source = parse_spec(spec)
     task = load_source(source, data_dir=data_dir, name=name,
-                       max_bad_fraction=max_bad_fraction, gcs_client=gcs_client)
-    task = shrink_to(task, max_image_size)
+                       max_bad_fraction=max_bad_fraction, gcs_client=gcs_client,
+                       max_image_size=max_image_size)
+    task = shrink_to(task, max_image_size)  # packaged tasks, and sizes stacked up
     target = prepared_dir(out_root, task.info.name)
     existing = _existing(target, task.info)
     if existing is not None:
