@@ -51,13 +51,19 @@ def task_source(store: Any, name: str) -> str:
     return sources[0]
 
 
-def resolve_request(store: Any, task_spec: str, mode: str, run_id: str) -> dict[str, Any]:
-    """What this run works on: {"spec", "mode", "name", "queue_entry"}.
+def resolve_request(store: Any, task_spec: str, mode: str, run_id: str, *,
+                    deadline_s: float | None = None) -> dict[str, Any]:
+    """What this run works on: {"spec", "mode", "name", "queue_entry", "data_dir"}.
 
-    * "next": the oldest pending queue entry (or the one this run took, on a retry), else
-      the task with the most to gain (mode iterate);
+    * "next": the oldest pending queue entry (or the one this run took, on a retry; the
+      entry records `deadline_s` from now as the run's deadline), else the task with the
+      most to gain (mode iterate);
     * mode iterate with a task name of the store: that task, from its recorded source;
     * anything else: a source spec, as given.
+
+    "data_dir" is the data folder recorded with the request's queue entry, else with its
+    task (`store.task_data_dir`, the folder its last ingest read), else ''; `effective_data_dir`
+    decides between it and the run's parameter.
     """
     check_mode(mode)
     spec = (task_spec or "").strip()
@@ -69,7 +75,7 @@ def resolve_request(store: Any, task_spec: str, mode: str, run_id: str) -> dict[
             if held.run_id == run_id and held.state == "failed":
                 raise TaskError(f"queue entry {held.id} ({held.spec}) already failed in run "
                                 f"{run_id}: {held.error}")
-        entry = store.take_next(run_id)  # returns the entry this run holds, if any
+        entry = store.take_next(run_id, deadline_s=deadline_s)  # a retry: the one it holds
         if entry is not None:
             try:
                 if entry.spec.strip() == NEXT:
@@ -79,28 +85,50 @@ def resolve_request(store: Any, task_spec: str, mode: str, run_id: str) -> dict[
             except (TaskError, ConfigError, SchemaError) as exc:
                 store.finish(entry.id, error=f"{type(exc).__name__}: {exc}")
                 raise
-            return {**resolved, "queue_entry": entry.id}
+            recorded = str(entry.extra.get("data_dir", "")) or resolved["data_dir"]
+            return {**resolved, "queue_entry": entry.id, "data_dir": recorded}
         name = pick_task_to_iterate(store)
         if name is None:
             raise TaskError(f"nothing to do: the queue of store {store.uri!r} is empty and the "
                             "store holds no task to re-evolve")
         return {"spec": task_source(store, name), "mode": "iterate", "name": name,
-                "queue_entry": ""}
+                "queue_entry": "", "data_dir": store.task_data_dir(name)}
     if mode == "iterate" and ":" not in spec:
         return {"spec": task_source(store, spec), "mode": "iterate", "name": spec,
-                "queue_entry": ""}
-    return {"spec": spec, "mode": mode, "name": None, "queue_entry": ""}
+                "queue_entry": "", "data_dir": store.task_data_dir(spec)}
+    return {"spec": spec, "mode": mode, "name": None, "queue_entry": "", "data_dir": ""}
+
+
+def effective_data_dir(run_data_dir: str, recorded: str, compiled_default: str) -> str:
+    """Where this run's task sources read their data. Precedence:
+
+    1. the run's `data_dir` parameter, when set and not just the compiled default (an
+       explicit choice for this run: data moved, or a one-off source);
+    2. the folder recorded with the queue entry (`queue add --data-dir`), else with the
+       task (its last ingest's folder): a scheduled run or a re-evolve reads a task where
+       it was added or last found, whatever folder the pipeline was compiled with;
+    3. the compiled default (`mu2net compile --data-dir`, the run form's default).
+
+    A run parameter equal to the compiled default counts as the default (KFP passes the
+    default when a run leaves the field as shown); '' everywhere means TFDS's own default.
+    """
+    run_data_dir = (run_data_dir or "").strip()
+    if run_data_dir and run_data_dir != (compiled_default or "").strip():
+        return run_data_dir
+    return (recorded or "").strip() or (compiled_default or "").strip() or run_data_dir
 
 
 def ingest_request(store: Any, request: dict[str, Any], task_dir: str,
-                   data_dir: str | None) -> Any:
-    """Prepare the requested task under `task_dir` and record its metadata in the store. A
-    bad task (unreadable data, or a mode that does not fit the system) marks its queue entry
-    failed, with the error, before raising: retrying the run cannot help it."""
+                   data_dir: str | None, *, max_image_size: int | None = None) -> Any:
+    """Prepare the requested task under `task_dir` (images larger than `max_image_size`
+    shrunk to it) and record its metadata, and the data folder it was read from, in the
+    store. A bad task (unreadable data, or a mode that does not fit the system) marks its
+    queue entry failed, with the error, before raising: retrying the run cannot help it."""
     from mu2net.tasks.ingest import check_onboarding, ingest
 
     try:
-        info = ingest(request["spec"], task_dir, data_dir=data_dir, name=request["name"])
+        info = ingest(request["spec"], task_dir, data_dir=data_dir, name=request["name"],
+                      max_image_size=max_image_size)
         head = store.head()
         check_onboarding(info.name, store.load_system(head) if head is not None else None,
                          request["mode"])
@@ -109,4 +137,6 @@ def ingest_request(store: Any, request: dict[str, Any], task_dir: str,
             store.finish(request["queue_entry"], error=f"{type(exc).__name__}: {exc}")
         raise
     store.put_task_info(info)
+    if data_dir:
+        store.put_task_data_dir(info.name, data_dir)
     return info

@@ -10,7 +10,11 @@ component blobs once, content-addressed, in the store under the run's lease
 (`store.stage_blobs`), and states and results name them by hash (`STAGED_IN_STORE`); the commit
 publishes a version that references them and the report step frees the lease.
 
-* task (Dataset):        request.json (spec, mode, queue entry) + NAME/ (prepared task)
+* task (Dataset):        request.json (spec, mode, queue entry) + NAME/ (prepared task);
+                         read only by the steps that need images: train children and the
+                         commit (its test-split pass)
+* info (Artifact):       request.json alone (the request with its `task_info`: name, classes,
+                         source, data dir, split sizes, image shape): what the light steps read
 * state / plan (Artifact): state.json (SearchState) [+ specs.json]
 * result (Model):        result.json (ChildResult)
 * extension (Model):     extension.json + commit.json
@@ -140,22 +144,36 @@ def load_task_dir(task_dir: str) -> tuple[dict[str, Any], Any]:
 
 
 def ingest_step(*, task_spec: str, mode: str, store_uri: str, data_dir: str, run_id: str,
-                config_json: str, config_hash: str, task_dir: str) -> dict[str, Any]:
-    """Resolve the request and prepare the task under `task_dir/NAME`."""
-    from mu2net.queue import ingest_request, resolve_request
+                config_json: str, config_hash: str, task_dir: str, info_dir: str = "",
+                default_data_dir: str = "", target: str = "cpu") -> dict[str, Any]:
+    """Resolve the request and prepare the task under `task_dir/NAME`, its images no larger
+    than the largest `ds_image_size` of the config; the request (with the task's info) goes
+    to `task_dir` and `info_dir`. The data folder is `queue.effective_data_dir` of the run's
+    `data_dir`, the one recorded with the queue entry or task, and `default_data_dir` (the
+    compiled default). A queue entry taken here records the run's deadline on `target`."""
+    from mu2net.queue import effective_data_dir, ingest_request, resolve_request
+    from mu2net.resources import run_deadline_seconds
 
-    load_config(config_json, config_hash)
+    config = load_config(config_json, config_hash)
     store = _open_store(store_uri)
-    request = resolve_request(store, task_spec, mode, run_id)
-    info = ingest_request(store, request, task_dir, data_dir or None)
+    request = resolve_request(store, task_spec, mode, run_id,
+                              deadline_s=run_deadline_seconds(config, target))
+    request["data_dir"] = effective_data_dir(data_dir, request["data_dir"], default_data_dir)
+    largest = max(int(size) for size in config.hparams.get("ds_image_size").values)
+    info = ingest_request(store, request, task_dir, request["data_dir"] or None,
+                          max_image_size=largest)
     doc = {**request, "task": info.name, "task_info": info.to_dict(), "run_id": run_id}
-    _write_json(os.path.join(task_dir, REQUEST_FILE), doc)
+    for folder in (task_dir, info_dir):
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+            _write_json(os.path.join(folder, REQUEST_FILE), doc)
     return {"task": info.name, "spec": request["spec"], "mode": request["mode"],
+            "data_dir": request["data_dir"],
             "queue_entry": request["queue_entry"], "num_classes": info.num_classes,
             "train_examples": info.split_sizes["train"], "content_hash": info.content_hash}
 
 
-def start_step(*, task_dir: str, store_uri: str, seed: int, run_id: str, config_json: str,
+def start_step(*, info_dir: str, store_uri: str, seed: int, run_id: str, config_json: str,
                config_hash: str, state_dir: str, target: str = "cpu") -> dict[str, Any]:
     """Pin the head as the base version and write the cycle's initial search state."""
     from mu2net import search
@@ -166,7 +184,7 @@ def start_step(*, task_dir: str, store_uri: str, seed: int, run_id: str, config_
     base = store.head()
     if base is None:
         raise StoreError(f"store {store_uri!r} is empty: create version 0 with `mu2net init`")
-    request = _read_json(os.path.join(task_dir, REQUEST_FILE), "task request")
+    request = _read_json(os.path.join(info_dir, REQUEST_FILE), "task request")
     system = store.load_system(base)
     state = search.start_cycle(system, TaskInfo.from_dict(request["task_info"]), config,
                                seed=int(seed), run_id=run_id, mode=request["mode"])
@@ -286,7 +304,7 @@ def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: 
     result = store.commit(extension)
     _maybe_inject_fault(fault_marker)
     if request.get("queue_entry"):
-        store.finish(request["queue_entry"])  # idempotent
+        store.finish(request["queue_entry"], run_id=state.run_id)  # idempotent
     # The lease stays until the report has read the committed version (report_step frees it).
     view = store.load_system(result.version)
     committed = view.paths[extension.task]
@@ -305,7 +323,7 @@ def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: 
             "metadata": {k: v for k, v in commit_doc.items() if v is not None}}
 
 
-def report_step(*, extension_dir: str, task_dir: str, store_uri: str, config_json: str,
+def report_step(*, extension_dir: str, info_dir: str, store_uri: str, config_json: str,
                 config_hash: str, markdown_path: str, html_path: str) -> dict[str, Any]:
     """The run's dashboards: Markdown summary, HTML system graph and history, and the
     confusion matrix of this run's path on the test split (from the commit step's artifact:
@@ -315,7 +333,7 @@ def report_step(*, extension_dir: str, task_dir: str, store_uri: str, config_jso
     config = load_config(config_json, config_hash)
     store = _open_store(store_uri, config)
     commit = _read_json(os.path.join(extension_dir, COMMIT_FILE), "commit record")
-    _, task = load_task_dir(task_dir)
+    request = _read_json(os.path.join(info_dir, REQUEST_FILE), "task request")
     version = int(commit["version"])
     view = store.load_system(version)
     path = view.paths[commit["task"]]
@@ -329,5 +347,5 @@ def report_step(*, extension_dir: str, task_dir: str, store_uri: str, config_jso
     with open(html_path, "w") as fh:
         fh.write(report.system_html(store, version))
     store.release_lease(commit["run_id"])  # the last step that reads the run's version
-    return {"line": line, "class_names": list(task.info.class_names),
+    return {"line": line, "class_names": list(request["task_info"]["class_names"]),
             "confusion_matrix": confusion}

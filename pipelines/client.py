@@ -265,17 +265,44 @@ def schedule(host: str, package_path: str, *, cron: str, params: dict[str, Any] 
              token: str | None = None, namespace: str | None = None,
              service_account: str | None = None) -> dict[str, str]:
     """Upload a new pipeline version and create a recurring run of it: one run at a time, no
-    backfill of missed slots, each run onboarding the next queued task (task_spec "next")."""
+    backfill of missed slots, each run onboarding the next queued task (task_spec "next").
+
+    It replaces the experiment's recurring runs of the same name (an upgrade re-runs
+    `schedule`): the new one is created first, then the old ones are deleted, so a failure
+    half-way leaves a schedule running, never none, and re-running converges on one."""
     cron = validate_cron(cron)
     params = {"task_spec": "next", **(params or {})}
     client, uploaded, exp = _upload_into_experiment(
         host, package_path, params, experiment=experiment, pipeline_name=pipeline_name,
         version_name=version_name, token=token, namespace=namespace)
     job = name or f"{uploaded['pipeline_name']}-recurring"
+    previous = recurring_runs_named(client, host, exp.experiment_id, job)
     recurring = _call(host, "create recurring run", client.create_recurring_run,
                       experiment_id=exp.experiment_id, job_name=job, cron_expression=cron,
                       max_concurrency=1, no_catchup=True, params=params,
                       pipeline_id=uploaded["pipeline_id"], version_id=uploaded["version_id"],
                       enabled=True, service_account=service_account)
+    replaced = [rr for rr in previous if rr != recurring.recurring_run_id]
+    for old in replaced:
+        _call(host, f"delete recurring run {old}", client.delete_recurring_run, old)
     return {**uploaded, "experiment_id": exp.experiment_id,
-            "recurring_run_id": recurring.recurring_run_id, "cron": cron}
+            "recurring_run_id": recurring.recurring_run_id, "cron": cron,
+            "replaced": replaced}
+
+
+def recurring_runs_named(client: Any, host: str, experiment_id: str, name: str) -> list[str]:
+    """Ids of the experiment's recurring runs called `name`, every page read. The name is
+    also compared here, so a server that ignores the display_name filter cannot make
+    `schedule` delete another schedule."""
+    wanted = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name",
+                                         "string_value": name}]})
+    ids, token = [], ""
+    while True:
+        page = _call(host, "list recurring runs", client.list_recurring_runs,
+                     page_token=token, page_size=100, experiment_id=experiment_id,
+                     filter=wanted)
+        ids += [rr.recurring_run_id for rr in page.recurring_runs or []
+                if rr.display_name == name]
+        token = page.next_page_token or ""
+        if not token:
+            return ids

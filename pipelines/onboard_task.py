@@ -27,7 +27,8 @@ def pipeline_name(config_name: str, target: str) -> str:
 
 def build_pipeline(config_name: str, target: str, image: str | None = None, *,
                    light_image: str | None = None, store_uri: str = "",
-                   code_version: str = "", retry_backoff: str = "60s") -> Any:
+                   data_dir: str = "", code_version: str = "",
+                   retry_backoff: str = "60s") -> Any:
     """The pipeline function for one config and device target.
 
     Args:
@@ -37,6 +38,9 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
         light_image: The image of the light steps (CPU nodes); default: `image`.
         store_uri: The store URI offered as the run form's default (empty: the config
             module's `DEFAULT_STORE`).
+        data_dir: The data folder offered as the run form's default (`mu2net compile
+            --data-dir`), so scheduled and UI runs read `tfds:` data there; a queue entry's or
+            task's recorded folder still wins over it (`mu2net.queue.effective_data_dir`).
         code_version: Recorded in every commit (the image tag `mu2net compile` uses).
         retry_backoff: Wait before retrying a step a Spot node took away (which failures
             are retried is the workflow controller's policy, components/placement.py).
@@ -58,6 +62,7 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
     children = config.search.children_per_generation
     generations = config.search.generations_per_cycle
     job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    default_data_dir = data_dir
 
     def light_step(task: dsl.PipelineTask, name: str, cache: bool = True) -> dsl.PipelineTask:
         task.set_display_name(name)
@@ -74,7 +79,7 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
                   pipeline_config=dsl.PipelineConfig(
                       active_deadline_seconds=run_deadline_seconds(config, target)))
     def onboard(task_spec: str = "next", mode: str = "onboard", store_uri: str = store_uri,
-                seed: int = 0, data_dir: str = "", run_id: str = "") -> str:
+                seed: int = 0, data_dir: str = default_data_dir, run_id: str = "") -> str:
         """One search cycle of one task; returns the run's one-line summary.
 
         Args:
@@ -84,14 +89,18 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
             mode: onboard (a new task) or iterate (re-evolve an existing task).
             store_uri: The shared model store (gs://bucket/prefix or a local folder).
             seed: The search seed; the same seed and base version give the same extension.
-            data_dir: Where task sources read their data (TFDS data_dir); empty: the default.
+            data_dir: Where task sources read their data (TFDS data_dir). Left at the compiled
+                default, a queue entry's or task's recorded folder wins; another value wins
+                over both; empty everywhere: TFDS's default folder.
             run_id: Commit id; empty: the pipeline run id (retries of one run share it).
         """
         ingest = light_step(comps.ingest(task_spec=task_spec, mode=mode, store_uri=store_uri,
                                          data_dir=data_dir, run_id=run_id, job_id=job_id,
+                                         default_data_dir=default_data_dir, target=target,
                                          **cfg), "ingest task", cache=False)
-        task = ingest.outputs["task"]
-        start = light_step(comps.start(task=task, store_uri=store_uri, seed=seed,
+        task = ingest.outputs["task"]  # images: only train children and the commit read them
+        info = ingest.outputs["info"]  # the small task info every light step reads
+        start = light_step(comps.start(info=info, store_uri=store_uri, seed=seed,
                                        run_id=run_id, job_id=job_id, target=target, **cfg),
                            "start cycle (pin base version)", cache=False)
         state = start.outputs["state"]
@@ -118,7 +127,7 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
         commit.set_display_name("close cycle and commit")
         commit.set_caching_options(enable_caching=False)
         place(commit, commit_pool, retry_backoff=retry_backoff)
-        report = light_step(comps.report(extension=commit.outputs["extension"], task=task,
+        report = light_step(comps.report(extension=commit.outputs["extension"], info=info,
                                          store_uri=store_uri, **cfg), "report", cache=False)
         return report.outputs["Output"]
 

@@ -2,8 +2,9 @@
 every request, so tests can drive the real client and assert on what it sent.
 
 It keeps pipelines, versions, experiments, runs and recurring runs in memory, assigns ids, and
-answers list calls honouring the `display_name` EQUALS filter the client uses. It is not a KFP
-backend: nothing executes. `fail` maps a path prefix to an HTTP status to simulate auth errors.
+answers list calls honouring the `display_name` EQUALS filter the client uses (recurring runs
+also by experiment, in pages), and deletes recurring runs. It is not a KFP backend: nothing
+executes. `fail` maps a path prefix to an HTTP status to simulate auth errors.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class FakeKfpApi:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._recurring_created = 0
         self._server: ThreadingHTTPServer | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -169,11 +171,37 @@ class FakeKfpApi:
             cron = body.get("trigger", {}).get("cron_schedule", {}).get("cron", "")
             if len(cron.split()) not in (1, 2, 6):  # the backend rejects what robfig rejects
                 return 400, {"error": f"invalid cron {cron!r}", "code": 3}
-            rr_id = f"rr-{len(self.recurring_runs) + 1}"
+            self._recurring_created += 1  # not the count held: deleted ids are never reused
+            rr_id = f"rr-{self._recurring_created}"
             self.recurring_runs[rr_id] = {**body, "recurring_run_id": rr_id,
                                           "created_at": NOW, "status": "ENABLED"}
             return 200, self.recurring_runs[rr_id]
+        if p == "/recurringruns" and method == "GET":
+            return 200, self._list_recurring_runs(rec)
+        if p.startswith("/recurringruns/") and method == "DELETE":
+            rr_id = p[len("/recurringruns/"):]
+            if self.recurring_runs.pop(rr_id, None) is None:
+                return 404, {"error": f"recurring run {rr_id} not found", "code": 5}
+            return 200, {}
         return 404, {"error": f"not faked: {method} {path}"}
+
+    def _list_recurring_runs(self, rec: Recorded) -> dict:
+        """One page (page_size, page_token = the next index), in creation order, of the
+        experiment's recurring runs, honouring the display_name EQUALS filter. The list is
+        answered under the proto's field name `recurringRuns`, as the generated client reads
+        it (`V2beta1ListRecurringRunsResponse.attribute_map`)."""
+        experiment = rec.query.get("experiment_id", [None])[0]
+        name = self._name_filter(rec)
+        found = [r for r in self.recurring_runs.values()
+                 if (experiment is None or r.get("experiment_id") == experiment)
+                 and (name is None or r.get("display_name") == name)]
+        start = int(rec.query.get("page_token", ["0"])[0] or 0)
+        size = int(rec.query.get("page_size", ["10"])[0] or 10)
+        page = found[start:start + size]
+        answer: dict[str, Any] = {"recurringRuns": page, "total_size": len(found)}
+        if start + size < len(found):
+            answer["next_page_token"] = str(start + size)
+        return answer
 
     def _add_version(self, pipeline_id: str, name: str) -> dict:
         vid = f"pv-{len(self.versions) + 1}"

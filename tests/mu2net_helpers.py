@@ -139,3 +139,25 @@ def random_image_batches(n: int = 64, size: int = 16, classes: int = 5, batch: i
     y = rng.integers(0, classes, n).astype(np.int32)
     return (tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(batch),
             tf.data.Dataset.from_tensor_slices((x, y)).batch(2 * batch))
+
+
+def write_tfds_dataset(data_dir: str | os.PathLike, name: str, task: ArrayTask) -> str:
+    """Write `task`'s three splits as a real TFDS dataset `name` (version 1.0.0) under
+    `data_dir`, offline, with TFDS itself (`store_as_tfds_dataset`); returns the folder.
+    `tfds:NAME` then loads it with `data_dir` set and fails without it."""
+    import tensorflow_datasets as tfds
+
+    shape = tuple(int(x) for x in task.info.image_shape)
+    features = tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=shape),
+        "label": tfds.features.ClassLabel(names=list(task.info.class_names))})
+
+    def examples(split: str):
+        images, labels = task.arrays(split)
+        for i in range(len(labels)):
+            yield f"{split}-{i:05d}", {"image": images[i], "label": int(labels[i])}
+
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name=name, version="1.0.0", features=features, data_dir=str(data_dir),
+        split_datasets={split: examples(split) for split in ("train", "validation", "test")})
+    return str(data_dir)

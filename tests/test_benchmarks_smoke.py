@@ -235,3 +235,20 @@ def test_recipe_search_cycles_smoke():
     accounted = re.search(r"digits: accounted ([\d,]+), new ([\d,]+)", proc.stdout).groups()
     total = re.search(r"total params ([\d,]+)", proc.stdout).group(1)
     assert 0 < number(accounted[1]) <= number(accounted[0]) <= number(total)
+
+
+def test_pod_bytes_smoke(tmp_path):
+    """Bytes per pod before/after the task-info artifact and the shrink at ingest: finite,
+    and after < before for every task, in total and for every light step."""
+    run("pod_bytes.py", "--smoke", "--out", str(tmp_path / "pod_bytes.md"),
+        "--json", str(tmp_path / "pod_bytes.json"))
+    header_ok((tmp_path / "pod_bytes.md").read_text())
+    data = json.loads((tmp_path / "pod_bytes.json").read_text())
+    assert {row["task"] for row in data["rows"]} == {"flowers102", "dtd"}
+    for row in data["rows"]:
+        assert 0 < row["total_after"] < row["total_before"] < float("inf")
+        pods = {p["pod"]: p for p in row["pods"]}
+        for light in ("start", "report"):
+            assert pods[light]["after"] < 10_000 < pods[light]["before"]
+        assert pods["train child"]["count"] == data["generations"] * data["children"]
+        assert row["prepared_shape"][:2] == [data["largest_image_size"]] * 2

@@ -176,3 +176,76 @@ def test_cli_submit_passes_a_data_dir_for_tfds_sources(package):
               "--data-dir", "gs://b/tensorflow_datasets"])
     params = api.calls("POST", "/apis/v2beta1/runs")[0].body["runtime_config"]["parameters"]
     assert params == {"task_spec": "tfds:cifar10", "data_dir": "gs://b/tensorflow_datasets"}
+
+
+def test_schedule_twice_leaves_one_recurring_run(package):
+    """An upgrade re-runs `schedule`: the second call replaces the first recurring run of the
+    same name (created first, then the old one deleted), and leaves other schedules alone."""
+    with FakeKfpApi() as api:
+        other = client.schedule(api.host, package, cron="@hourly", name="other")
+        first = client.schedule(api.host, package, cron="0 0 3 * * *", name="nightly")
+        second = client.schedule(api.host, package, cron="0 0 4 * * *", name="nightly")
+        third = client.schedule(api.host, package, cron="0 0 4 * * *", name="nightly")
+    assert first["replaced"] == [] and other["replaced"] == []
+    assert second["replaced"] == [first["recurring_run_id"]]
+    assert third["replaced"] == [second["recurring_run_id"]]
+    # what the API holds now: one "nightly" (the last), and "other" untouched
+    by_name = sorted((rr["display_name"], rr["recurring_run_id"])
+                     for rr in api.recurring_runs.values())
+    assert by_name == [("nightly", third["recurring_run_id"]),
+                       ("other", other["recurring_run_id"])]
+    # the client listed the experiment's recurring runs by name and deleted by id
+    lists = api.calls("GET", "/apis/v2beta1/recurringruns")
+    assert {q.query["experiment_id"][0] for q in lists} == {first["experiment_id"]}
+    assert "nightly" in lists[-1].query["filter"][0]
+    deleted = [r.path.rsplit("/", 1)[-1] for r in api.requests if r.method == "DELETE"]
+    assert deleted == [first["recurring_run_id"], second["recurring_run_id"]]
+    created = [r.body["display_name"] for r in api.calls("POST", "/apis/v2beta1/recurringruns")]
+    assert created == ["other", "nightly", "nightly", "nightly"]
+
+
+def test_schedule_finds_duplicates_on_every_page(package):
+    """More recurring runs than one list page: every old one of the name is deleted."""
+    with FakeKfpApi() as api:
+        for _ in range(3):
+            client.schedule(api.host, package, cron="@daily", name="nightly")
+        # simulate duplicates left by older code (it never deleted): 150 more of the name
+        template = dict(next(iter(api.recurring_runs.values())))
+        for i in range(150):
+            rr_id = f"rr-old-{i}"
+            api.recurring_runs[rr_id] = {**template, "recurring_run_id": rr_id}
+        out = client.schedule(api.host, package, cron="@daily", name="nightly")
+    assert len(out["replaced"]) == 151
+    assert list(api.recurring_runs) == [out["recurring_run_id"]]
+
+
+def test_compile_bakes_the_data_dir_as_the_run_forms_default(tmp_path):
+    """`mu2net compile --data-dir` sets the data_dir parameter's default, as --store does for
+    store_uri: scheduled and UI runs get it without being told."""
+    from mu2net.cli import main
+
+    main(["compile", "--config", "testing", "--target", "cpu", "--out", str(tmp_path),
+          "--image", "img:1", "--store", "gs://b/store", "--data-dir", "gs://b/tfds"])
+    (path,) = tmp_path.glob("*.yaml")
+    spec = next(yaml.safe_load_all(path.read_text()))
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["data_dir"]["defaultValue"] == "gs://b/tfds"
+    assert params["store_uri"]["defaultValue"] == "gs://b/store"
+    # the ingest step also gets it as the compiled default, to tell it from an explicit value
+    ingest = spec["root"]["dag"]["tasks"]["ingest-task"]["inputs"]["parameters"]
+    assert ingest["default_data_dir"]["runtimeValue"]["constant"] == "gs://b/tfds"
+
+
+def test_cli_schedule_compiles_with_its_data_dir(tmp_path):
+    """`schedule --data-dir` without --package bakes the folder into the package it uploads
+    and passes it as the run parameter."""
+    from mu2net.cli import main
+
+    with FakeKfpApi() as api:
+        main(["schedule", "--host", api.host, "--config", "testing", "--target", "cpu",
+              "--image", "img:1", "--cron", "@daily", "--data-dir", "gs://b/tfds"])
+    spec = _spec_of(api.uploads[0])
+    assert spec["root"]["inputDefinitions"]["parameters"]["data_dir"]["defaultValue"] == \
+        "gs://b/tfds"
+    body = api.calls("POST", "/apis/v2beta1/recurringruns")[0].body
+    assert body["runtime_config"]["parameters"]["data_dir"] == "gs://b/tfds"

@@ -229,3 +229,31 @@ def test_place_refuses_inconsistent_pools(pool, message):
         @dsl.pipeline(name="p")
         def p():
             place(_noop(), pool)
+
+
+@pytest.mark.parametrize("config_name, target", [("testing", "cpu"), ("gpu", "gpu")])
+def test_light_steps_get_the_task_info_not_the_dataset(config_name, target, tmp_path):
+    """Only the steps that read images (train children, the commit's test pass) take the
+    `task` Dataset; every light step (ingest writes it) reads the small `info` artifact."""
+    path = str(tmp_path / "p.yaml")
+    compiler.Compiler().compile(build_pipeline(config_name, target), path)
+    with open(path) as fh:
+        spec = next(yaml.safe_load_all(fh))  # then the platform spec (node pools)
+    heavy = ("comp-train-child", "comp-close-and-commit")
+    executors = {name: comp for name, comp in spec["components"].items()
+                 if "executorLabel" in comp}  # not the ParallelFor DAGs
+    light = {name for name in executors if not name.startswith(heavy)}
+    assert {n.rsplit("-", 1)[0] if n[-1].isdigit() else n for n in light} >= {
+        "comp-ingest-task", "comp-start-cycle", "comp-plan-generation",
+        "comp-select-children", "comp-report-run"}
+    for name in sorted(executors):
+        inputs = executors[name].get("inputDefinitions", {}).get("artifacts", {})
+        types = {a["artifactType"]["schemaTitle"] for a in inputs.values()}
+        if name in light:
+            assert "task" not in inputs and "system.Dataset" not in types, name
+        else:
+            assert inputs["task"]["artifactType"]["schemaTitle"] == "system.Dataset", name
+    for name in ("comp-start-cycle", "comp-report-run"):
+        assert "info" in executors[name]["inputDefinitions"]["artifacts"]
+    outputs = executors["comp-ingest-task"]["outputDefinitions"]["artifacts"]
+    assert set(outputs) == {"task", "info"}

@@ -190,3 +190,36 @@ def test_the_run_log_survives_parallel_children_writing_at_once(tmp_path):
     text = path.read_bytes().decode()  # raises on a torn character
     assert "\x00" not in text
     assert len(text.splitlines()) == len(lines) == 8 * 3000
+
+
+@pytest.mark.slow  # a whole cycle, 60-150 s here; the same property, fast: test_data_dir.py
+def test_compiled_package_with_only_the_task_reads_its_baked_data_dir(tmp_path):
+    """A run started from the UI or a schedule passes only what its form changes: the
+    compiled package (loaded back from YAML, as KFP runs it) with nothing but task_spec reads
+    a tfds: task from the data dir and store baked at compile time (`mu2net compile
+    --data-dir --store`)."""
+    import contextlib
+    import io
+
+    from kfp import components, local
+    from mu2net_helpers import digits_task, write_tfds_dataset
+
+    from pipelines.onboard_task import compile_pipeline
+
+    data_dir = write_tfds_dataset(tmp_path / "tfds", "tiny_digits", digits_task())
+    store_uri = make_store(tmp_path)
+    package = compile_pipeline(CONFIG, "cpu", str(tmp_path / "onboard.yaml"),
+                               store_uri=store_uri, data_dir=data_dir, retry_backoff="0s")
+    onboard = components.load_component_from_file(package)
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        local.init(runner=local.SubprocessRunner(use_venv=False),
+                   pipeline_root=str(tmp_path / "root"), enable_caching=False,
+                   raise_on_error=True)
+        run = onboard(task_spec="tfds:tiny_digits")
+    assert str(run.output).startswith("tiny_digits: version 1"), log.getvalue()[-2000:]
+    store = open_store(store_uri)
+    assert store.load_system().paths["tiny_digits"].metrics["num_cycles"] == 1
+    assert store.task_data_dir("tiny_digits") == data_dir
+    (info,) = store.task_infos("tiny_digits")
+    assert info.source == "tfds:tiny_digits" and data_dir in info.description

@@ -26,10 +26,11 @@ def run_chain(store_uri: str, work: str, spec: str, *, seed: int, run_id: str) -
         return path
 
     task_dir = folder("task")
+    info_dir = folder("info")  # the light steps read only this
     steps.ingest_step(task_spec=spec, mode="onboard", store_uri=store_uri, data_dir="",
-                      run_id=run_id, task_dir=task_dir, **CFG)
+                      run_id=run_id, task_dir=task_dir, info_dir=info_dir, **CFG)
     state_dir = folder("state-start")
-    steps.start_step(task_dir=task_dir, store_uri=store_uri, seed=seed, run_id=run_id,
+    steps.start_step(info_dir=info_dir, store_uri=store_uri, seed=seed, run_id=run_id,
                      state_dir=state_dir, **CFG)
     store = open_store(store_uri)
     leases = {"after start": [lease.run_id for lease in store.leases()]}
@@ -51,7 +52,7 @@ def run_chain(store_uri: str, work: str, spec: str, *, seed: int, run_id: str) -
                                code_version="test", extension_dir=extension_dir, **CFG)
     leases["after commit"] = [lease.run_id for lease in store.leases()]
     leased_blobs = {blob for lease in store.leases() for blob in lease.blobs}
-    steps.report_step(extension_dir=extension_dir, task_dir=task_dir, store_uri=store_uri,
+    steps.report_step(extension_dir=extension_dir, info_dir=info_dir, store_uri=store_uri,
                       markdown_path=os.path.join(work, "report.md"),
                       html_path=os.path.join(work, "report.html"), **CFG)
     leases["after report"] = [lease.run_id for lease in store.leases()]

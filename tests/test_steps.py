@@ -82,7 +82,7 @@ def test_next_takes_the_queue_then_the_task_with_most_to_gain(store):
     entry = store.enqueue("demo:digits")
     got = queue.resolve_request(store, "next", "onboard", "run-1")
     assert got == {"spec": "demo:digits", "mode": "onboard", "name": None,
-                   "queue_entry": entry.id}
+                   "queue_entry": entry.id, "data_dir": ""}
     # a retried step of the same run gets the same entry; another run finds the queue empty
     assert queue.resolve_request(store, "next", "onboard", "run-1")["queue_entry"] == entry.id
     # an entry that failed in this run is not replaced by another one on a retry
@@ -97,11 +97,12 @@ def test_next_takes_the_queue_then_the_task_with_most_to_gain(store):
     store.put_task_info(task_info("digits", "demo:digits"))
     got = queue.resolve_request(store, "next", "onboard", "run-2")
     assert got == {"spec": "demo:digits", "mode": "iterate", "name": "digits",
-                   "queue_entry": ""}
+                   "queue_entry": "", "data_dir": ""}
     # a queued iterate request may name the task instead of its source
     queued = store.enqueue("digits", "iterate")
     assert queue.resolve_request(store, "next", "onboard", "run-7") == {
-        "spec": "demo:digits", "mode": "iterate", "name": "digits", "queue_entry": queued.id}
+        "spec": "demo:digits", "mode": "iterate", "name": "digits", "queue_entry": queued.id,
+        "data_dir": ""}
     # an unusable entry is marked failed, not left running
     bad = store.enqueue("unknown-task", "iterate")
     with pytest.raises(TaskError, match="no recorded source"):

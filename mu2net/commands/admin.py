@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 import zipfile
@@ -183,9 +184,12 @@ def _cmd_queue(args: argparse.Namespace) -> int:
             raise StoreError(f"store {args.store!r} is not initialised: run `mu2net init "
                              f"--store {args.store} --root ...` before queueing tasks")
         for spec in specs:
-            entry = store.enqueue(spec, args.mode)
+            entry = store.enqueue(spec, args.mode, data_dir=args.data_dir)
             print(f"queued {entry.id}: {entry.spec} ({entry.mode})")
         return 0
+    for moved in store.give_back_overdue():  # runs that timed out or died
+        print(f"gave back {moved.id} ({moved.spec}): now {moved.state}"
+              + (f": {moved.error}" if moved.error else ""), file=sys.stderr)
     entries = store.queue()
     if args.json:
         print(json.dumps([e.__dict__ | {"extra": dict(e.extra)} for e in entries], indent=2))
@@ -231,5 +235,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("specs", nargs="*", metavar="SPEC")
     p.add_argument("--store", required=True)
     p.add_argument("--mode", choices=MODES, default="onboard")
+    p.add_argument("--data-dir", dest="data_dir", default="",
+                   help="add: where the entries' tfds: data is (a gs:// or local folder of TFDS "
+                        "datasets); recorded with each entry, so every run of it reads there")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_queue)

@@ -47,7 +47,8 @@ def compile_to(args: argparse.Namespace) -> str:
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, onboard.pipeline_name(args.config, args.target) + ".yaml")
     onboard.compile_pipeline(args.config, args.target, path, image=train, light_image=light,
-                             store_uri=args.store or DEFAULT_STORE, code_version=version)
+                             store_uri=args.store or DEFAULT_STORE,
+                             data_dir=args.data_dir or "", code_version=version)
     return path
 
 
@@ -112,7 +113,8 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
                           service_account=args.service_account)
     print(f"uploaded {out['pipeline_name']} version {out['version_name']}; recurring run "
           f"{out['recurring_run_id']} on '{out['cron']}' (max_concurrency=1, no catchup): "
-          "each run takes the next queued task, else re-evolves the task with the most to gain")
+          "each run takes the next queued task, else re-evolves the task with the most to gain"
+          + (f"; replaced {', '.join(out['replaced'])}" if out.get("replaced") else ""))
     return 0
 
 
@@ -143,9 +145,6 @@ def _deploy_args(p: argparse.ArgumentParser, *, compile_only: bool = False) -> N
         p.add_argument("--seed", type=int, default=None)
         p.add_argument("--store-uri", dest="store_uri", default=None,
                        help="the run's store_uri parameter (default: the compiled default)")
-        p.add_argument("--data-dir", dest="data_dir", default=None,
-                       help="the run's data_dir: where tfds: sources read prepared data, e.g. "
-                            "a gs:// folder of TFDS datasets (ingestion never downloads)")
     p.add_argument("--config", default="gpu", choices=CONFIG_NAMES)
     p.add_argument("--target", default="gpu", choices=TARGETS)
     p.add_argument("--image", help="training image (default: <registry>/mu2net-<target>:<code "
@@ -158,6 +157,12 @@ def _deploy_args(p: argparse.ArgumentParser, *, compile_only: bool = False) -> N
     p.add_argument("--store", default=None,
                    help="the store URI: the run form's default when compiling, and the run's "
                         "store_uri when submitting (default: " + DEFAULT_STORE + ")")
+    p.add_argument("--data-dir", dest="data_dir", default=None,
+                   help="where tfds: sources read prepared data, e.g. a gs:// folder of TFDS "
+                        "datasets (ingestion never downloads): the run form's default when "
+                        "compiling (so scheduled and UI runs get it), and the run's data_dir "
+                        "when submitting; a queue entry's or task's recorded folder wins over "
+                        "the compiled default")
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:

@@ -188,20 +188,37 @@ class ModelStore(abc.ABC):
         """Every recorded preparation of a task (empty if none)."""
 
     @abc.abstractmethod
-    def enqueue(self, spec: str, mode: str = "onboard", *, entry_id: str | None = None
-                ) -> QueueEntry:
-        """Add a pending task source to the onboarding queue (idempotent per `entry_id`)."""
+    def put_task_data_dir(self, name: str, data_dir: str) -> None:
+        """Record where a task's data was last read (a re-evolve reads it there again)."""
 
     @abc.abstractmethod
-    def take_next(self, run_id: str, *, abandoned_after_s: float = 6 * 3600
-                  ) -> QueueEntry | None:
+    def task_data_dir(self, name: str) -> str:
+        """The data folder recorded for a task ('' if none)."""
+
+    @abc.abstractmethod
+    def enqueue(self, spec: str, mode: str = "onboard", *, entry_id: str | None = None,
+                data_dir: str = "") -> QueueEntry:
+        """Add a pending task source to the onboarding queue (idempotent per `entry_id`);
+        `data_dir` (recorded in `extra`) is where the entry's runs read its data."""
+
+    @abc.abstractmethod
+    def take_next(self, run_id: str, *, abandoned_after_s: float = 6 * 3600,
+                  deadline_s: float | None = None) -> QueueEntry | None:
         """Atomically move the oldest pending entry to running for this run (None if empty).
         When nothing is pending, an entry whose run died (running, unchanged for
-        `abandoned_after_s`, its run holding no live lease) is taken over instead."""
+        `abandoned_after_s`, its run holding no live lease) is taken over instead. With
+        `deadline_s`, the entry records `deadline_at = now + deadline_s`, after which
+        `give_back_overdue` (run first, by every take) returns it to pending."""
 
     @abc.abstractmethod
-    def finish(self, entry_id: str, *, error: str = "") -> QueueEntry:
-        """Mark a running entry done, or failed with the error."""
+    def give_back_overdue(self, *, max_attempts: int = 3) -> list[QueueEntry]:
+        """Running entries past their deadline back to pending (failed after
+        `max_attempts` runs); returns the entries changed."""
+
+    @abc.abstractmethod
+    def finish(self, entry_id: str, *, error: str = "", run_id: str = "") -> QueueEntry:
+        """Mark a running entry done, or failed with the error. With `run_id`, an entry this
+        run no longer holds (given back after its deadline) is left as it is."""
 
     @abc.abstractmethod
     def queue(self) -> list[QueueEntry]:

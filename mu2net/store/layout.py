@@ -39,6 +39,10 @@ def task_info_key(name: str, content_hash: str) -> str:
     return f"tasks/{name}/{content_hash}.json"
 
 
+def task_data_dir_key(name: str) -> str:
+    return f"task_data_dirs/{name}.json"
+
+
 def queue_key(entry_id: str) -> str:
     return f"queue/{entry_id}.json"
 

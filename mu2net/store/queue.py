@@ -1,8 +1,19 @@
 """The task queue in the store: one object per entry, each moved by compare-and-swap, so
-concurrent scheduled runs take every entry exactly once (`QueueOps`, mixed into the store)."""
+concurrent scheduled runs take every entry exactly once (`QueueOps`, mixed into the store).
+
+An entry's `extra` carries what later runs need (old entries without these keys read as
+before): `data_dir`, the data folder the entry was added with (a re-run of the entry reads
+its data there, `mu2net.queue.resolve_request`); and, once a run takes it with a deadline
+(`take_next(deadline_s=...)`, the run's bound `mu2net.resources.run_deadline_seconds`),
+`deadline_at` (epoch seconds) and `attempts`. A running entry past its deadline belongs to a
+run that timed out or died: `give_back_overdue` (called by every `take_next` and by
+`mu2net queue list`) returns it to pending, or fails it for good after `MAX_RUN_ATTEMPTS`
+runs, with a one-line reason.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -14,7 +25,9 @@ from mu2net.schema import check_mode
 from mu2net.store.base import ObjectBackend, QueueEntry
 from mu2net.store.layout import encode, epoch_of, iso_time, parse_json, queue_key
 
+logger = logging.getLogger(__name__)
 QUEUE_STATES = ("pending", "running", "done", "failed")
+MAX_RUN_ATTEMPTS = 3  # runs that may time out on one entry before it fails for good
 _ENTRY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -41,8 +54,8 @@ class QueueOps:
     clock: Callable[[], float]
     max_attempts: int
 
-    def enqueue(self, spec: str, mode: str = "onboard", *, entry_id: str | None = None
-                ) -> QueueEntry:
+    def enqueue(self, spec: str, mode: str = "onboard", *, entry_id: str | None = None,
+                data_dir: str = "") -> QueueEntry:
         if not isinstance(spec, str) or not spec:
             raise SchemaError(f"queue_entry.spec={spec!r} is invalid: expected a task source")
         check_mode(mode, "queue_entry.mode")
@@ -52,8 +65,12 @@ class QueueOps:
         elif not _ENTRY_ID_RE.match(entry_id):
             raise SchemaError(f"queue_entry.id={entry_id!r} is invalid: use 1-128 characters "
                               "from [A-Za-z0-9_.-], starting with a letter or digit")
+        if not isinstance(data_dir, str):
+            raise SchemaError(f"queue_entry.data_dir={data_dir!r} is invalid: expected a folder "
+                              "path or URI (or '')")
         entry = QueueEntry(id=entry_id, spec=spec, mode=mode, state="pending",
-                           enqueued_at=iso_time(now), updated_at=iso_time(now))
+                           enqueued_at=iso_time(now), updated_at=iso_time(now),
+                           extra={"data_dir": data_dir} if data_dir else {})
         try:
             self.backend.write(queue_key(entry_id), encode(_entry_to_dict(entry)),
                                if_generation_match=0)
@@ -81,10 +98,13 @@ class QueueOps:
                 out.append((_entry_from_dict(parse_json(got[0], where), where), got[1]))
         return sorted(out, key=lambda pair: pair[0].id)
 
-    def take_next(self, run_id: str, *, abandoned_after_s: float = 6 * 3600
-                  ) -> QueueEntry | None:
+    def take_next(self, run_id: str, *, abandoned_after_s: float = 6 * 3600,
+                  deadline_s: float | None = None) -> QueueEntry | None:
         if not run_id:
             raise SchemaError("take_next run_id is empty")
+        if deadline_s is not None and not deadline_s > 0:
+            raise SchemaError(f"take_next deadline_s={deadline_s!r} is invalid: expected > 0")
+        self.give_back_overdue()
         entries = self._entries()
         for entry, _ in entries:  # a retried take returns what this run already holds
             if entry.state == "running" and entry.run_id == run_id:
@@ -101,6 +121,9 @@ class QueueOps:
             extra = dict(entry.extra)
             if entry.state == "running":
                 extra["abandoned_by"] = [*extra.get("abandoned_by", []), entry.run_id]
+            extra["attempts"] = int(extra.get("attempts", 0)) + 1
+            if deadline_s is not None:
+                extra["deadline_at"] = now + float(deadline_s)
             taken = replace(entry, state="running", run_id=run_id, updated_at=iso_time(now),
                             extra=extra)
             try:
@@ -113,11 +136,50 @@ class QueueOps:
                     return current  # our write landed; the conflict was the client's retry
         return None
 
-    def finish(self, entry_id: str, *, error: str = "") -> QueueEntry:
+    def give_back_overdue(self, *, max_attempts: int = MAX_RUN_ATTEMPTS) -> list[QueueEntry]:
+        """Return every running entry past its deadline to pending (its run timed out or
+        died), or fail it for good once `max_attempts` runs have taken it; returns the entries
+        changed. Entries without a deadline (taken by older code) are left to the lease rule
+        of `take_next`. Safe to run concurrently: each move is a compare-and-swap."""
+        now = self.clock()
+        changed = []
+        for entry, generation in self._entries():
+            deadline = entry.extra.get("deadline_at")
+            if entry.state != "running" or deadline is None or now <= float(deadline):
+                continue
+            attempts = int(entry.extra.get("attempts", 1))
+            overdue = [*entry.extra.get("overdue_runs", []), entry.run_id]
+            extra = {k: v for k, v in entry.extra.items() if k != "deadline_at"}
+            extra["overdue_runs"] = overdue
+            if attempts >= max_attempts:
+                moved = replace(entry, state="failed", updated_at=iso_time(now), extra=extra,
+                                error=f"{attempts} runs passed their deadline without finishing "
+                                      f"(last: run {entry.run_id}, deadline "
+                                      f"{iso_time(float(deadline))}): giving up")
+            else:
+                moved = replace(entry, state="pending", run_id="", updated_at=iso_time(now),
+                                extra=extra)
+            try:
+                self.backend.write(queue_key(entry.id), encode(_entry_to_dict(moved)),
+                                   if_generation_match=generation)
+            except ConflictError:
+                continue  # moved meanwhile (finished, or given back by another caller)
+            changed.append(moved)
+        return changed
+
+    def finish(self, entry_id: str, *, error: str = "", run_id: str = "") -> QueueEntry:
         state = "failed" if error else "done"
         for _ in range(self.max_attempts):
             entry, generation = self._read_entry(entry_id)
             if entry.state == state and entry.error == error:
+                return entry
+            if run_id and entry.run_id != run_id:
+                # This run outlived its deadline and the entry was given back (another run
+                # may hold it): the entry is no longer this run's to finish. Its commit stands;
+                # the entry's next run finds the task onboarded and fails it with that reason.
+                logger.warning("queue entry %s was given back after run %s passed its "
+                               "deadline; it is %s now, left as it is", entry_id, run_id,
+                               entry.state)
                 return entry
             if entry.state != "running":
                 raise StoreError(f"queue entry {entry_id!r} is {entry.state}; only a running "

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mu2net.errors import ConflictError, IntegrityError, StoreError
+from mu2net.errors import ConflictError, IntegrityError, SchemaError, StoreError
 from mu2net.schema import (
     ROOT_TASK,
     Path,
@@ -33,6 +33,7 @@ from mu2net.store.layout import (
     encode,
     parse_json,
     path_key,
+    task_data_dir_key,
     task_info_key,
     version_key,
 )
@@ -252,6 +253,29 @@ class ReadOps:
             if got is not None:
                 infos.append(TaskInfo.from_dict(parse_json(got[0], f"{self.uri}/{key}")))
         return infos
+
+    def put_task_data_dir(self, name: str, data_dir: str) -> None:
+        """Overwritten by every ingest that read the task from a data folder: the last
+        folder its data was found in wins (data can move; the content hash says what it
+        was)."""
+        validate_task_name(name)
+        doc = {"schema": "mu2net/task_data_dir/v1", "task": name, "data_dir": data_dir}
+        key = task_data_dir_key(name)
+        got = self.backend.read(key)
+        if got is None or got[0] != encode(doc):
+            self.backend.write(key, encode(doc))
+
+    def task_data_dir(self, name: str) -> str:
+        validate_task_name(name)
+        key = task_data_dir_key(name)
+        got = self.backend.read(key)
+        if got is None:
+            return ""
+        doc = parse_json(got[0], f"{self.uri}/{key}")
+        data_dir = doc.get("data_dir") if isinstance(doc, dict) else None
+        if not isinstance(data_dir, str):
+            raise SchemaError(f"{self.uri}/{key} is not a task data-dir record: {doc!r}")
+        return data_dir
 
     # === history ============================================================================
 

@@ -9,6 +9,7 @@ Layout under the store root (every key but `HEAD`, queue entries and leases is w
     paths/<sha256>.json                path documents, content-addressed (canonical JSON)
     blobs/<sha256>                     component parameters (.npz bytes), content-addressed
     tasks/<name>/<content_hash>.json   prepared-task metadata (`TaskInfo`)
+    task_data_dirs/<name>.json         where the task's data was last read (overwritten)
     queue/<entry id>.json              task-queue entries, each moved by compare-and-swap
     leases/<sha256(run id)[:40]>.json  run leases that garbage collection respects
 

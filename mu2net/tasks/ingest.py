@@ -28,6 +28,7 @@ from mu2net.errors import TaskError
 from mu2net.schema import SystemView, check_mode
 from mu2net.task_info import SPLITS, TaskInfo
 from mu2net.tasks.base import ArrayTask
+from mu2net.tasks.prepare import shrink_to
 from mu2net.tasks.sources import DEFAULT_MAX_BAD_FRACTION, load_source, parse_spec
 
 FORMAT = "mu2net/prepared_task/v1"
@@ -42,9 +43,11 @@ def prepared_dir(out_root: str | os.PathLike, name: str) -> pathlib.Path:
 
 def ingest(spec: str, out_root: str | os.PathLike, *, data_dir: str | None = None,
            name: str | None = None, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
-           gcs_client: Any = None) -> TaskInfo:
+           gcs_client: Any = None, max_image_size: int | None = None) -> TaskInfo:
     """Prepare a task source under `out_root/NAME` (see the module docstring) and return its
     `TaskInfo`. Safe to retry and to run twice: identical content is a no-op.
+    `max_image_size`: images larger on a side are shrunk to it (`prepare.shrink_to`); the
+    pipeline passes the largest `ds_image_size` its config can pick.
 
     Raises:
       TaskError: the source is invalid or unreadable, or NAME is already prepared with other
@@ -56,7 +59,9 @@ def ingest(spec: str, out_root: str | os.PathLike, *, data_dir: str | None = Non
                         "path (use the step's output folder or a /gcs/ FUSE mount)")
     source = parse_spec(spec)
     task = load_source(source, data_dir=data_dir, name=name,
-                       max_bad_fraction=max_bad_fraction, gcs_client=gcs_client)
+                       max_bad_fraction=max_bad_fraction, gcs_client=gcs_client,
+                       max_image_size=max_image_size)
+    task = shrink_to(task, max_image_size)  # packaged tasks, and sizes stacked up
     target = prepared_dir(out_root, task.info.name)
     existing = _existing(target, task.info)
     if existing is not None:

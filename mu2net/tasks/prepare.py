@@ -160,3 +160,57 @@ def build_task(name: str, splits: Splits, class_names: Sequence[str], *, source:
     check_validation_size(name, splits, len(class_names))
     return ArrayTask.from_arrays(name, {s: splits[s] for s in SPLITS}, class_names,
                                  source=source, description=description)
+
+
+def shrink_to(task: ArrayTask, max_size: int | None, *, batch: int = 256) -> ArrayTask:
+    """The task with every image no larger than `max_size` on either side: the largest
+    `ds_image_size` the config's search can pick, so prepared data is never bigger than what
+    training reads. A side over `max_size` becomes `max_size`; a side at or under it is kept
+    (nothing is enlarged, and a task already small enough is returned unchanged, same content
+    hash). Training resizes every image to a square of its `ds_image_size` without keeping
+    the aspect (`mu2net.tasks.preprocess`), with the same bilinear `tf.image.resize`, so
+    squeezing the aspect here changes nothing it sees but one uint8 rounding: an image shrunk
+    to S x S and resized to S by training is that rounding away from today's direct resize.
+    (An inception crop is now taken of the shrunk image: the same crop at lower detail.)
+    """
+    height, width = (int(x) for x in task.info.image_shape[:2])
+    if not max_size or (height <= max_size and width <= max_size):
+        return task
+    size = shrunk_size((height, width), max_size)
+    splits = {}
+    for split in SPLITS:
+        images, labels = task.arrays(split)
+        out = np.empty((len(images), *size, images.shape[-1]), np.uint8)
+        for start in range(0, len(images), batch):
+            out[start:start + batch] = _resize(images[start:start + batch], size)
+        splits[split] = (out, labels)
+    note = (f"images shrunk at ingest from {height}x{width} to {size[0]}x{size[1]} (the "
+            f"largest image size training uses, {max_size})")
+    description = "; ".join(x for x in (task.info.description, note) if x)
+    return ArrayTask.from_arrays(task.info.name, splits, task.info.class_names,
+                                 source=task.info.source, description=description)
+
+
+def shrunk_size(height_width: tuple[int, int], max_size: int) -> tuple[int, int]:
+    """(height, width) with each side capped at `max_size`."""
+    return tuple(min(int(side), int(max_size)) for side in height_width)  # type: ignore[return-value]
+
+
+def _resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [N, H, W, C] resized as training resizes (bilinear `tf.image.resize`), rounded."""
+    import tensorflow as tf
+
+    resized = tf.image.resize(tf.cast(images, tf.float32), size).numpy()
+    return np.clip(np.round(resized), 0, 255).astype(np.uint8)
+
+
+def shrink_image(image: np.ndarray, max_size: int | None) -> np.ndarray:
+    """One decoded image ([H, W] or [H, W, C] uint8) shrunk like `shrink_to`, as a source
+    decodes it: a loader holds the shrunk images only, never the whole source at native size
+    (a Flowers-102-sized task is 6 GB at 500 px, 1.2 GB at 224)."""
+    height, width = image.shape[:2]
+    if not max_size or (height <= max_size and width <= max_size):
+        return image
+    array = image[..., None] if image.ndim == 2 else image
+    out = _resize(array[None], shrunk_size((height, width), max_size))[0]
+    return out[..., 0] if image.ndim == 2 else out

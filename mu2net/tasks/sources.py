@@ -28,7 +28,13 @@ from mu2net.gcloud import default_client, parse_gs_uri
 from mu2net.schema import validate_task_name
 from mu2net.tasks.base import ArrayTask
 from mu2net.tasks.locations import mirror_gs_prefix
-from mu2net.tasks.prepare import build_task, carve_missing_splits, permutation, stack_images
+from mu2net.tasks.prepare import (
+    build_task,
+    carve_missing_splits,
+    permutation,
+    shrink_image,
+    stack_images,
+)
 from mu2net.tasks.validate import check_class_folders
 
 KINDS = ("tfds", "imagefolder", "demo")
@@ -85,7 +91,7 @@ def parse_spec(spec: str) -> SourceSpec:
 
 def load_source(spec: str | SourceSpec, *, data_dir: str | None = None, name: str | None = None,
                 max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
-                gcs_client: Any = None) -> ArrayTask:
+                gcs_client: Any = None, max_image_size: int | None = None) -> ArrayTask:
     """Load a source into a validated, content-hashed `ArrayTask`.
 
     Args:
@@ -95,6 +101,9 @@ def load_source(spec: str | SourceSpec, *, data_dir: str | None = None, name: st
       max_bad_fraction: image folders fail when more than this fraction of files cannot be read
         as images; fewer are skipped and counted in the description.
       gcs_client: a google-cloud-storage client for gs:// locations (default: `storage.Client()`).
+      max_image_size: `tfds:` and image-folder images larger on a side are shrunk to it as
+        they are decoded (`prepare.shrink_image`), so the native-size source is never held
+        whole in memory; packaged demo tasks are returned as they are.
 
     Raises:
       TaskError: for every invalid, missing or unreadable source.
@@ -110,8 +119,8 @@ def load_source(spec: str | SourceSpec, *, data_dir: str | None = None, name: st
                              splits=task.splits)
         return task
     if source.kind == "tfds":
-        return _load_tfds(source, task_name, data_dir, gcs_client)
-    return _load_imagefolder(source, task_name, max_bad_fraction, gcs_client)
+        return _load_tfds(source, task_name, data_dir, gcs_client, max_image_size)
+    return _load_imagefolder(source, task_name, max_bad_fraction, gcs_client, max_image_size)
 
 
 # === tfds: ==================================================================================
@@ -131,7 +140,7 @@ def _unknown_tfds(name: str, candidates: set[str], data_dir: str) -> TaskError:
 
 
 def _load_tfds(source: SourceSpec, task_name: str, data_dir: str | None,
-               gcs_client: Any) -> ArrayTask:
+               gcs_client: Any, max_image_size: int | None = None) -> ArrayTask:
     import tensorflow_datasets as tfds
 
     ds_name = source.target.split(":")[0].split("/")[0]
@@ -163,7 +172,7 @@ def _load_tfds(source: SourceSpec, task_name: str, data_dir: str | None,
                             f"{shown_dir!r}: data cannot be downloaded here, so prepare it "
                             "there first (`tfds build` on a machine with access, then copy "
                             "the folder)")
-        return _read_tfds_builder(builder, source, task_name, shown_dir)
+        return _read_tfds_builder(builder, source, task_name, shown_dir, max_image_size)
 
 
 def _gs_dataset_folders(data_dir: str, client: Any) -> set[str]:
@@ -183,7 +192,7 @@ def _gs_dataset_folders(data_dir: str, client: Any) -> set[str]:
 
 
 def _read_tfds_builder(builder: Any, source: SourceSpec, task_name: str,
-                       shown_dir: str) -> ArrayTask:
+                       shown_dir: str, max_image_size: int | None = None) -> ArrayTask:
     import tensorflow_datasets as tfds
 
     info = builder.info
@@ -213,20 +222,29 @@ def _read_tfds_builder(builder: Any, source: SourceSpec, task_name: str,
         raise TaskError(f"TFDS dataset {source.target!r} has no 'train' split: "
                         f"{sorted(info.splits.keys())}")
     raw: dict[str, tuple[list[np.ndarray], np.ndarray]] = {}
+    shrunk = 0
     for ours, theirs in split_map.items():
         images, labels = [], []
         ds = builder.as_dataset(split=theirs, shuffle_files=False)
         for example in tfds.as_numpy(ds):
-            images.append(example[image_key])
+            image = shrink_image(example[image_key], max_image_size)
+            shrunk += image is not example[image_key]
+            images.append(image)
             labels.append(int(example[label_key]))
         raw[ours] = (images, np.asarray(labels, np.int64))
     splits, notes = _stack_splits(raw)
+    notes = _shrink_note(shrunk, max_image_size) + notes
     splits, carved = carve_missing_splits(splits)
     notes += carved
     description = (f"TFDS {source.target} (version {info.version}) from {shown_dir}"
                    + (f"; {'; '.join(notes)}" if notes else ""))
     return build_task(task_name, splits, class_names, source=str(source),
                       description=description)
+
+
+def _shrink_note(shrunk: int, max_image_size: int | None) -> list[str]:
+    return ([f"{shrunk} images shrunk as decoded to at most {max_image_size} px a side (the "
+             "largest image size training uses)"] if shrunk else [])
 
 
 def _stack_splits(raw: dict[str, tuple[list[np.ndarray], np.ndarray]]
@@ -247,16 +265,17 @@ def _stack_splits(raw: dict[str, tuple[list[np.ndarray], np.ndarray]]
 
 
 def _load_imagefolder(source: SourceSpec, task_name: str, max_bad_fraction: float,
-                      gcs_client: Any) -> ArrayTask:
+                      gcs_client: Any, max_image_size: int | None = None) -> ArrayTask:
     uri = source.target
     if uri.startswith("gs://"):
         with tempfile.TemporaryDirectory(prefix="mu2net-imagefolder-") as tmp:
             mirror_gs_prefix(uri, tmp, client=gcs_client)
-            return _read_imagefolder(pathlib.Path(tmp), source, task_name, max_bad_fraction)
+            return _read_imagefolder(pathlib.Path(tmp), source, task_name, max_bad_fraction,
+                                     max_image_size)
     root = pathlib.Path(uri[len("file://"):] if uri.startswith("file://") else uri)
     if not root.is_dir():
         raise TaskError(f"image folder {uri!r} is not a readable folder")
-    return _read_imagefolder(root, source, task_name, max_bad_fraction)
+    return _read_imagefolder(root, source, task_name, max_bad_fraction, max_image_size)
 
 
 def _visible(path: pathlib.Path) -> bool:
@@ -281,7 +300,7 @@ def _decode(path: pathlib.Path) -> np.ndarray | None:
 
 
 def _read_imagefolder(root: pathlib.Path, source: SourceSpec, task_name: str,
-                      max_bad_fraction: float) -> ArrayTask:
+                      max_bad_fraction: float, max_image_size: int | None = None) -> ArrayTask:
     if not 0.0 <= max_bad_fraction < 1.0:
         raise TaskError(f"max_bad_fraction={max_bad_fraction} is invalid: expected 0 <= x < 1")
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
@@ -306,7 +325,7 @@ def _read_imagefolder(root: pathlib.Path, source: SourceSpec, task_name: str,
     check_class_folders(source.target, root, split_dirs, class_names)
     index = {c: i for i, c in enumerate(class_names)}
     raw: dict[str, tuple[list[np.ndarray], np.ndarray]] = {}
-    total, bad = 0, []
+    total, bad, shrunk = 0, [], 0
     for split in ("train", "validation", "test"):
         if split not in split_dirs:
             continue
@@ -319,7 +338,9 @@ def _read_imagefolder(root: pathlib.Path, source: SourceSpec, task_name: str,
                 if array is None:
                     bad.append(str(path.relative_to(root)))
                     continue
-                images.append(array)
+                image = shrink_image(array, max_image_size)
+                shrunk += image is not array
+                images.append(image)
                 labels.append(index[class_dir.name])
         if not images:
             raise TaskError(f"image folder {source.target!r}: split {split!r} holds no "
@@ -329,6 +350,7 @@ def _read_imagefolder(root: pathlib.Path, source: SourceSpec, task_name: str,
         raise TaskError(f"image folder {source.target!r}: {len(bad)} of {total} files are not "
                         f"readable images (more than {max_bad_fraction:.1%}), e.g. {bad[:3]}")
     notes = [f"{len(bad)} of {total} files skipped as unreadable images"] if bad else []
+    notes += _shrink_note(shrunk, max_image_size)
     splits, stack_notes = _stack_splits(raw)
     notes += stack_notes
     if "test" not in splits or "validation" not in splits:
