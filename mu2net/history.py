@@ -37,6 +37,13 @@ def run_info(provenance: Mapping[str, Any]) -> dict[str, Any]:
             "kfp_run_id": kfp_run_id(provenance)}
 
 
+def run_text(run: Mapping[str, Any]) -> str:
+    """`committed T by run R (code version C; KFP run K)` ("-" where unknown)."""
+    return (f"committed {run.get('committed_at') or '-'} by run {run.get('run_id') or '-'} "
+            f"(code version {run.get('code_version') or '-'}; KFP run "
+            f"{run.get('kfp_run_id') or '-'})")
+
+
 def changes(version: SystemVersion, parent: SystemVersion | None) -> dict[str, list[str]]:
     """Tasks added, updated (a new path), rolled back and removed relative to the parent."""
     before = parent.tasks if parent is not None else {}

@@ -3,6 +3,7 @@ value list that mutations move along one step at a time (`mu2net.mutations`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,3 +81,34 @@ def hparam_space(arch: Any, *, mu: float, image_sizes: tuple[int, ...], warmup: 
         # method.md §4.1: the small agents' adapter_dim default 32 in {8, ..., 128}
         params.append(Hparam("adapter_dim", 32, (8, 16, 32, 64, 128)))
     return HparamSpace(tuple(params))
+
+
+# Readable names of the hyperparameters, for the report (mutation actions are `hp:<name>`).
+HPARAM_LABELS = {
+    "_mu_": "mutation probability \u03bc", "num_layers": "depth", "adapter_dim": "adapter size",
+    "opt_lr": "learning rate", "opt_lr_warmup_ratio": "warm-up ratio",
+    "opt_momentum": "momentum", "opt_nesterov": "Nesterov", "ds_image_size": "image size",
+    "ds_area_range_min": "crop area", "ds_aspect_ratio_range_min": "crop aspect ratio",
+    "ds_flip_left_right": "flips", "ds_brightness_delta": "brightness",
+    "ds_contrast_delta": "contrast", "ds_saturation_delta": "saturation",
+    "ds_hue_delta": "hue", "ds_quality_delta": "JPEG quality",
+}
+
+
+def mutation_label(action: str) -> str:
+    """A mutation action as a reader says it: `hp:opt_lr` -> `learning rate`,
+    `clone:encoderblock_1` -> `clone block 1`, `add:residual_adapter_2` -> `add adapter 2`,
+    `*` (in a search record's mu table: the base probability `_mu_`) -> `base μ`."""
+    kind, _, target = action.partition(":")
+    if action == "*":
+        return "base μ"
+    if kind == "hp":
+        return HPARAM_LABELS.get(target, target.replace("_", " ").strip())
+    part = (target.replace("encoderblock_", "block ").replace("residual_adapter_", "adapter ")
+            .replace("posembed_input", "position embedding").replace("_", " "))
+    return f"{kind} {part}" if target else action
+
+
+def mutations_text(actions: Sequence[str]) -> str:
+    """A child's mutations, readable, comma-separated ("-" for none)."""
+    return ", ".join(mutation_label(a) for a in actions) or "-"
