@@ -19,7 +19,9 @@ import argparse
 import errno
 import json
 import os
+import re
 import sys
+import tempfile
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -74,12 +76,41 @@ class _VersionAction(argparse.Action):
         parser.exit(0)
 
 
+# Commands that load a model: TensorFlow is imported up front, quietly (`import_tensorflow`).
+TENSORFLOW_COMMANDS = frozenset({"predict", "export", "init", "root", "demo"})
+# What TensorFlow writes to stderr while it is imported, before absl logging is initialised,
+# whatever TF_CPP_MIN_LOG_LEVEL says (TF 2.17 to 2.21; tensorflow/tensorflow#100442).
+_TF_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|"
+                       r"[IW]\d{4} [\d:. ]+\d+ [\w.]+\.cc:\d+\]|"
+                       r"To enable the following instructions:|"
+                       r"\S+ [\d:.]+: [IW] \S+\.cc:\d+\])")
+
+
 def silence_tensorflow() -> None:
-    """TensorFlow's and absl's start-up lines off (set before TensorFlow is first imported;
-    a user's own setting wins)."""
+    """TensorFlow's log lines below errors off (set before TensorFlow is first imported; a
+    user's own setting wins)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")  # absl's C++ logging (XLA, TF >= 2.17)
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow with its start-up lines (oneDNN, absl) dropped: they are written to
+    file descriptor 2 by C++ before TF_CPP_MIN_LOG_LEVEL applies, so stderr is caught around
+    the import and every other line is written back."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            text = caught.read().decode("utf-8", errors="replace")
+            sys.stderr.write("".join(line for line in text.splitlines(keepends=True)
+                                     if not _TF_NOISE.match(line)))
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -120,7 +151,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_VersionAction,
                         help="print the package and code version and exit")
     # The commands are listed, grouped, in the description (`_command_list`), not by argparse.
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS,
+                                prog="mu2net")
 
     p = sub.add_parser("config", help="print a named config as JSON (or its method version)")
     p.add_argument("name", choices=CONFIG_NAMES, help="the named config")
@@ -169,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     _autocomplete(parser)
     args = parser.parse_args(argv)
+    if getattr(args, "command", None) in TENSORFLOW_COMMANDS:
+        import_tensorflow()
     try:
         return args.func(args)
     # Named types only: anything else is a bug and keeps its traceback.

@@ -239,7 +239,7 @@ def history_rows(store: Any, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]
         rows.append({"version": version.number, "task": task or "(root)",
                      "kind": prov.get("kind", ""),
                      "method_version": prov.get("method_version", ""),
-                     "code_version": prov.get("code_version", ""), **run_info(prov),
+                     **run_info(prov),
                      "change": change_text({**prov, **changes(version, parent)}),
                      "tasks": len(view.paths), "accuracies": accs,
                      "mean_test_accuracy": float(np.mean(list(accs.values()))) if accs
@@ -336,7 +336,7 @@ def system_html(store: Any, version: int | None = None, *,
                    f"<td class='l'>{esc(r['run_id'] or '-')}</td>"
                    f"<td class='l'>{esc(r['kfp_run_id'] or '-')}</td>"
                    f"<td class='l'>{esc(r['method_version'])}</td>"
-                   f"<td class='l'>{esc(r['code_version'])}</td><td>{r['tasks']}</td>"
+                   f"<td class='l'>{esc(r['code_version'] or '-')}</td><td>{r['tasks']}</td>"
                    f"<td>{_cell(r['task_test_accuracy'])}</td>"
                    f"<td>{_cell(r['mean_test_accuracy'])}</td>"
                    f"<td>{r['total_params']:,}</td></tr>")

@@ -151,16 +151,19 @@ def test_tensorboard_events_round_trip(tmp_path):
 def test_status_json_is_the_pinned_format(store):
     commit_task(store, "a", 0.8, "r1")
     doc = status_dict(store)
-    assert set(doc) == {"version", "method_versions", "total_params", "tasks"}
+    assert set(doc) == {"version", "run", "method_versions", "total_params", "tasks"}
+    assert doc["run"]["run_id"] == "r1" and doc["run"]["committed_at"]
     assert doc["version"] == 1
     assert doc["method_versions"] == {CONFIG.method_version: ["a"]}
     entry = doc["tasks"]["a"]
     assert set(entry) == {"test_accuracy", "validation_accuracy", "score", "accounted_params",
-                          "flops", "method_version", "components"}
+                          "accounted_params_exact", "flops", "method_version", "components"}
     assert entry["validation_accuracy"] == 0.8 and entry["test_accuracy"] == pytest.approx(0.79)
     assert 0 < entry["score"] < 0.8  # size and compute penalties of the testing config
     view = store.load_system()
-    assert entry["accounted_params"] == view.accounted_params(view.paths["a"])
+    assert entry["accounted_params_exact"] == view.accounted_params(view.paths["a"])
+    assert entry["accounted_params"] == round(view.accounted_params(view.paths["a"]))
+    assert isinstance(entry["accounted_params"], int)
     assert entry["components"] == list(view.paths["a"].component_ids)
     assert doc["total_params"] == view.total_params()
     json.dumps(doc, allow_nan=False)
