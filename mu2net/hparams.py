@@ -1,4 +1,4 @@
-"""The mutable hyperparameters of a path (method.md §4.1): each has a default and an ordered
+"""The mutable hyperparameters of a path (docs/method.md §4.1): each has a default and an ordered
 value list that mutations move along one step at a time (`mu2net.mutations`)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 from mu2net.errors import ConfigError
 
-# Mutation probability range of the learned per-action mu (method.md §3.1, §4.1): 0.02 .. 0.30.
+# Mutation probability range of the learned per-action mu (docs/method.md §3.1, §4.1): 0.02 .. 0.30.
 MU_VALUES = tuple(round(0.02 * i, 2) for i in range(1, 16))
 LR_VALUES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 WARMUP_VALUES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
@@ -57,7 +57,7 @@ class HparamSpace:
 def hparam_space(arch: Any, *, mu: float, image_sizes: tuple[int, ...], warmup: float,
                  adapters: bool, lr: float = 0.01, area: float = 1.0,
                  image_size: int | None = None) -> HparamSpace:
-    """The paper's space (method.md §4.1) at a config's scale: paths of 0 to `max_layers`
+    """The paper's space (docs/method.md §4.1) at a config's scale: paths of 0 to `max_layers`
     blocks starting at the root's depth, children's images from `image_sizes` starting at
     `image_size` (default: the root's)."""
     params = [
@@ -78,7 +78,7 @@ def hparam_space(arch: Any, *, mu: float, image_sizes: tuple[int, ...], warmup: 
         Hparam("ds_quality_delta", 0.0, DELTA_VALUES),
     ]
     if adapters:
-        # method.md §4.1: the small agents' adapter_dim default 32 in {8, ..., 128}
+        # docs/method.md §4.1: the small agents' adapter_dim default 32 in {8, ..., 128}
         params.append(Hparam("adapter_dim", 32, (8, 16, 32, 64, 128)))
     return HparamSpace(tuple(params))
 

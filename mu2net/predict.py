@@ -1,4 +1,4 @@
-"""Inference for one task: assemble its path from the system and run it (method.md §8).
+"""Inference for one task: assemble its path from the system and run it (docs/method.md §8).
 
 Routing is by task only: task -> its published path -> a model of those components. The
 architecture is read from the components' shapes and the path's hparams, so a published path
