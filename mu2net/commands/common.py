@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 from typing import Any
@@ -16,9 +17,20 @@ DEFAULT_WORKDIR = "local_outputs"
 CACHE_ENV = "MU2NET_CACHE_DIR"  # where the CLI caches store reads (see user_cache_dir)
 
 
-def _pipelines(module: str) -> Any:
-    """`pipelines.<module>`, which imports kfp (the library must not)."""
-    return importlib.import_module(f"pipelines.{module}")
+def pipelines_module(module: str) -> Any:
+    """`<pipelines>.<module>`, which imports kfp (the library must not). The wheel installs the
+    repository's `pipelines/` and `components/` as `mu2net.pipelines` and `mu2net.components`
+    (setup.cfg `package_dir`), so that only `mu2net` is installed top level; a checkout on the
+    path imports them as the top-level `pipelines` and `components`."""
+    import mu2net
+
+    installed = os.path.isdir(os.path.join(os.path.dirname(mu2net.__file__), "pipelines"))
+    if not installed and importlib.util.find_spec("pipelines") is not None:
+        return importlib.import_module(f"pipelines.{module}")
+    return importlib.import_module(f"mu2net.pipelines.{module}")  # wheel, or editable mapping
+
+
+_pipelines = pipelines_module  # the name command modules use
 
 
 def _store(uri: str, config_name: str | None = None, *, create: bool = False) -> Any:
