@@ -47,9 +47,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if ("default" in text or action.required or default is argparse.SUPPRESS
-                or default in (None, False, "") or default == []
-                or not action.option_strings):
+        if ("default" in text or action.required or not action.option_strings
+                or default is None or default is False or default is argparse.SUPPRESS
+                or (isinstance(default, str | list) and not default)):
             return text
         return f"{text} (default: %(default)s)"
 

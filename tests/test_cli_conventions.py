@@ -79,9 +79,11 @@ def test_every_option_is_described_and_shows_its_default():
                 missing.append(f"{where} {name}")
                 continue
             shown = formatter._expand_help(action) if action.help else ""
-            if (action.option_strings and not action.required
-                    and action.default not in (None, False, "", [], argparse.SUPPRESS)
-                    and "default" not in shown):
+            empty = (action.default is None or action.default is False
+                     or action.default is argparse.SUPPRESS
+                     or (isinstance(action.default, str | list) and not action.default))
+            if action.option_strings and not action.required and not empty \
+                    and "default" not in shown:
                 hidden_defaults.append(f"{where} {name}")
     assert missing == []
     assert hidden_defaults == []
