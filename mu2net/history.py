@@ -56,7 +56,8 @@ def changes(version: SystemVersion, parent: SystemVersion | None) -> dict[str, l
 
 
 def change_text(row: Mapping[str, Any]) -> str:
-    """`added mnist`, `updated a, b`, `rolled back a to version 3`, `root` or `no change`."""
+    """`added mnist`, `updated a, b`, `rolled back a to version 3`, `root`, or what a version
+    that changed no path did (a rollback to the path the task already had)."""
     if row.get("kind") == "init":
         return "root"
     parts = []
@@ -67,7 +68,12 @@ def change_text(row: Mapping[str, Any]) -> str:
             if key == "rolled_back" and row.get("to_version") is not None:
                 text += f" to version {row['to_version']}"
             parts.append(text)
-    return "; ".join(parts) or "no change"
+    if parts:
+        return "; ".join(parts)
+    task = row.get("task") or "?"
+    if row.get("kind") == "rollback":  # to the path the task already had
+        return f"rolled back {task} to version {row.get('to_version')}: same path, no change"
+    return f"{task}: same path, no change" if row.get("task") else "no change"
 
 
 def version_row(version: SystemVersion, parent: SystemVersion | None) -> dict[str, Any]:

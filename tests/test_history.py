@@ -10,7 +10,7 @@ from mu2net_helpers import random_root_store
 
 from mu2net.cli import main
 from mu2net.config import get_config
-from mu2net.history import kfp_run_id
+from mu2net.history import change_text, kfp_run_id
 from mu2net.schema import Extension, Path
 
 CONFIG = get_config("testing")
@@ -96,6 +96,15 @@ def test_status_and_report_show_who_made_the_version(store, tmp_path, capsys):
     page = out.read_text()
     assert f"by run {KFP_RUN}" in page and "<th class='l'>KFP run</th>" in page
     assert "added b" in page and "12345678" in page
+
+
+def test_a_version_that_changed_no_path_says_so():
+    """(Versions from before publish-only-what-changed: a rollback to the path a task had.)"""
+    row = {"kind": "rollback", "task": "a", "to_version": 4, "added": [], "updated": [],
+           "rolled_back": [], "removed": []}
+    assert change_text(row) == "rolled back a to version 4: same path, no change"
+    assert change_text({**row, "kind": "extension"}) == "a: same path, no change"
+    assert change_text({**row, "rolled_back": ["a"]}) == "rolled back a to version 4"
 
 
 def test_kfp_run_id_is_known_only_for_kubeflow_run_ids():
