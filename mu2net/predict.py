@@ -219,6 +219,6 @@ def write_export(model, target: str, meta_path: str, meta: Mapping[str, object])
     if target.endswith(".keras"):
         model.save(target)
     else:
-        model.export(target, format="tf_saved_model")
+        model.export(target, format="tf_saved_model", verbose=False)  # no endpoint dump
     with open(meta_path, "w") as fh:
         json.dump(dict(meta), fh, indent=2)
