@@ -12,8 +12,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 
-$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,bench]'
+$(VENV)/.installed: setup.cfg pyproject.toml images/requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -c images/requirements.txt -e '.[test,bench]'
 	touch $@
 
 setup: $(VENV)/.installed

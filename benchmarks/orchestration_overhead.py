@@ -60,7 +60,9 @@ def in_process(config, task_spec: str, seed: int, folder: str) -> tuple[float, s
 
 
 def pipeline(config, task_spec: str, seed: int, folder: str) -> tuple[float, str]:
-    from pipelines.local_run import run_local
+    from mu2net.commands.common import pipelines_module
+
+    run_local = pipelines_module("local_run").run_local
 
     store = fresh_store(folder, config)
     start = time.perf_counter()

@@ -777,7 +777,7 @@ def report(data: dict[str, Any], png_name: str) -> str:
     lines.append("")
     lines.append("## Per task: size and compute (mean over seeds)")
     lines.append("")
-    lines.append("Accounted params (method.md §2.5): each component's size divided by the "
+    lines.append("Accounted params (docs/method.md §2.5): each component's size divided by the "
                  "number of tasks using it, summed over the task's path (mu2Net+: read from the "
                  "final system; probe: the backbone shared by all tasks + its own head; "
                  "fine-tuning: the whole model). New params: parameters of the components the "

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from kfp import dsl
 
-from components.close_and_commit import close_and_commit
-from components.ingest_task import ingest_task
-from components.plan_generation import plan_generation
-from components.report_run import report_run
-from components.select_children import select_children
-from components.start_cycle import start_cycle
-from components.train_child import train_child
+# Relative: this package is `components` in a checkout and `mu2net.components` in the wheel.
+from .close_and_commit import close_and_commit
+from .ingest_task import ingest_task
+from .plan_generation import plan_generation
+from .report_run import report_run
+from .select_children import select_children
+from .start_cycle import start_cycle
+from .train_child import train_child
 
 STAGES = {
     "ingest": ingest_task,

@@ -8,7 +8,7 @@ version (the continual development methodology of the mu2Net+ paper). Placement 
 locations are deployment details and do not change the method version.
 
 The `gpu` and `tpu` variants carry the paper's values for the large ViT-L/16 agent
-(`../shared/method.md` §4.1, §5.1, §6.1). `cpu_demo` and `testing` scale the numbers down for a
+(`docs/method.md` §4.1, §5.1, §6.1). `cpu_demo` and `testing` scale the numbers down for a
 2-core machine and keep every mechanism; the differences are listed in each factory's docstring.
 """
 
@@ -60,7 +60,7 @@ class ArchitectureConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Budgets of one cycle (method.md §5.1, §5.2)."""
+    """Budgets of one cycle (docs/method.md §5.1, §5.2)."""
 
     children_per_generation: int = 2  # K: trained in parallel (one per node / device group)
     generations_per_cycle: int = 2
@@ -270,7 +270,7 @@ def cpu_demo() -> Config:
 
 def _paper_large(name: str, image_sizes: tuple[int, ...]) -> Config:
     """ViT-L/16 (the AugReg checkpoint at 384 px) with the mu2Net+ large agent's values
-    (method.md §4.1, §5.1, §6.1); children start at 224 px."""
+    (docs/method.md §4.1, §5.1, §6.1); children start at 224 px."""
     arch = ArchitectureConfig(image_size=384, patch_size=16, hidden_size=1024, num_layers=24,
                               num_heads=16, mlp_dim=4096, max_layers=24)
     return Config(

@@ -1,4 +1,4 @@
-"""Data parallelism inside one child's training, from the Keras backend (method.md §5.1 math
+"""Data parallelism inside one child's training, from the Keras backend (docs/method.md §5.1 math
 unchanged: the same global batch, the same mean loss, the same clipped update).
 
 * TensorFlow backend: `tf.distribute.MirroredStrategy` over the visible GPUs. The model, its

@@ -1,6 +1,6 @@
 """The ViT as a pool of components, and assembly of one task's Keras model from a path.
 
-A path's model is the vit_jax ViT (method.md §2), split into components:
+A path's model is the vit_jax ViT (docs/method.md §2), split into components:
 
     images -> embedding (patch conv) -> cls (prepend token) -> posembed_input (add)
            -> [residual_adapter_i] -> encoderblock_i   for i < num_layers

@@ -1,4 +1,4 @@
-"""Mutations of mu2Net+ (method.md §3): hyperparameter moves, layer cloning, depth change,
+"""Mutations of mu2Net+ (docs/method.md §3): hyperparameter moves, layer cloning, depth change,
 adapter insertion, and the learned per-action mutation probability.
 
 Every hyperparameter moves by an *incremental mutation*: one step up or down its ordered value
@@ -66,7 +66,7 @@ def incremental_mutation(value: Any, values: Sequence[Any], rng: np.random.Gener
 def do_mutate(hparams: dict[str, Any], action: str, rng: np.random.Generator,
               config: Config) -> bool:
     """Whether `action` fires for this child; updates the child's learned probability in place
-    (method.md §3.1, `PPDecay.do_mutate`)."""
+    (docs/method.md §3.1, `PPDecay.do_mutate`)."""
     if action in config.search.force_mutations:
         return True
     key = "_mu_|" + action
@@ -85,7 +85,7 @@ def default_hparams(space: HparamSpace) -> dict[str, Any]:
 
 def sample_ds_hparams(config: Config, best_hparams: Mapping[str, Any] | None,
                       rng: np.random.Generator) -> tuple[dict[str, Any], list[str]]:
-    """The data hyperparameters of one generation (method.md §5.4): defaults, or the task's
+    """The data hyperparameters of one generation (docs/method.md §5.4): defaults, or the task's
     best path's values and their learned probabilities, then each mutated once. All children
     of the generation share them (they train on the same stream).
 
@@ -191,7 +191,7 @@ def plan_components(hparams: dict[str, Any], ancestry: Sequence[Path], task: str
                     arch: ArchitectureConfig, users: Mapping[str, set[str]],
                     rng: np.random.Generator, config: Config,
                     init_seed: Any) -> tuple[list[Slot], list[str]]:
-    """The child's component plan (method.md §2.4).
+    """The child's component plan (docs/method.md §2.4).
 
     For each component the child's architecture needs, walk the ancestry (parent first, root
     last) for the first component of that name with the right shapes; a head is only taken

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mu2net.figures import axis_labels, new_figure, task_colors
+from mu2net.hparams import mutation_label
 
 # === search =================================================================================
 
@@ -51,12 +52,14 @@ def search_figure(record: Mapping[str, Any], task: str, version: int) -> Any:
     left.set_xticks(generations or [0])
     axis_labels(left, f"{name}-score", "generation", "score (validation accuracy, penalised)",
                 f"{task}, cycle {record.get('cycle', 0) + 1}: {len(children)} children")
-    _legend(left, fontsize=7, loc="lower right")
+    # beside the axes, never over a point (a legend inside covered the best children)
+    _legend(left, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     mu = record.get("mu", [])
     actions = sorted({a for m in mu for a in m})
     varying = sorted(actions, key=lambda a: -_spread([m.get(a) for m in mu]))[:8]
     for a in varying:
-        right.plot(range(len(mu)), [m.get(a) for m in mu], marker="o", ms=3, label=a)
+        right.plot(range(len(mu)), [m.get(a) for m in mu], marker="o", ms=3,
+                   label=mutation_label(a))
     right.set_xticks(range(len(mu)) or [0])
     axis_labels(right, f"{name}-mu", "generation", "mutation probability \u03bc",
                 f"learned \u03bc per action ({len(varying)} of {len(actions)} shown)")

@@ -1,4 +1,4 @@
-"""Inference for one task: assemble its path from the system and run it (method.md §8).
+"""Inference for one task: assemble its path from the system and run it (docs/method.md §8).
 
 Routing is by task only: task -> its published path -> a model of those components. The
 architecture is read from the components' shapes and the path's hparams, so a published path
@@ -219,6 +219,6 @@ def write_export(model, target: str, meta_path: str, meta: Mapping[str, object])
     if target.endswith(".keras"):
         model.save(target)
     else:
-        model.export(target, format="tf_saved_model")
+        model.export(target, format="tf_saved_model", verbose=False)  # no endpoint dump
     with open(meta_path, "w") as fh:
         json.dump(dict(meta), fh, indent=2)

@@ -5,11 +5,16 @@ pipeline's dashboards in the Kubeflow UI.
 `status_dict` is a pinned format (README, `mu2net status --json`):
 
     {"version": N,                      # the head
+     "run": {"run_id", "committed_at", "code_version", "kfp_run_id"},  # mu2net.history.run_info
      "method_versions": {MV: [TASK, ...]},  # tasks whose published path each method version made
-     "total_params": N,                 # distinct components over all task paths
+     "total_params": N,                 # distinct components of all task paths (v0: the root's)
      "tasks": {NAME: {"test_accuracy": x, "validation_accuracy": x, "score": x,
-                      "accounted_params": x, "flops": N, "method_version": "m-...",
+                      "accounted_params": N, "accounted_params_exact": x,
+                      "flops": N, "method_version": "m-...",
                       "components": [component id, ...]}}}
+
+Accounted parameters amortise shared components over their users (docs/method.md §2.5), so
+a change of one task can change another's: `accounted_params` is rounded, `_exact` the fraction.
 
 Scores and accounted parameters are computed from the version read, never stored. A path's
 score needs its method's score constants: they come from the named config with that method
@@ -28,6 +33,8 @@ import numpy as np
 
 from mu2net.config import CONFIG_NAMES, Config, get_config
 from mu2net.errors import StoreError
+from mu2net.history import change_text, changes, run_info, run_text
+from mu2net.hparams import mutations_text
 from mu2net.schema import ROOT_TASK, Path, SystemView
 
 HISTORY_LIMIT = 500
@@ -65,7 +72,8 @@ def path_entry(path: Path, view: SystemView) -> dict[str, Any]:
         score = score_value(float(val), accounted, flops, config.score)
     return {"test_accuracy": _float(path.metrics.get("test_accuracy")),
             "validation_accuracy": _float(val), "score": _float(score),
-            "accounted_params": accounted, "flops": flops,
+            "accounted_params": round(accounted), "accounted_params_exact": float(accounted),
+            "flops": flops,
             "method_version": path.method_version,
             "components": list(path.component_ids)}
 
@@ -84,29 +92,35 @@ def status_dict(store: Any, version: int | None = None) -> dict[str, Any]:
     methods: dict[str, list[str]] = {}
     for name, entry in tasks.items():
         methods.setdefault(entry["method_version"], []).append(name)
-    return {"version": view.number, "method_versions": dict(sorted(methods.items())),
-            "total_params": view.total_params(), "tasks": tasks}
+    return {"version": view.number, "run": run_info(view.version.provenance),
+            "method_versions": dict(sorted(methods.items())),
+            "total_params": deployed_params(view), "tasks": tasks}
+
+
+def deployed_params(view: SystemView) -> int:
+    """Parameters of the deployed set: every distinct component of every task path; with no
+    task yet (version 0), the root path's (the model the first task starts from)."""
+    return view.total_params() if view.paths else view.root.num_params
 
 
 def status_text(doc: Mapping[str, Any]) -> str:
     """A human table of the status document."""
+    run, where = doc.get("run") or {}, "in task paths" if doc["tasks"] else "in the root"
     lines = [f"version {doc['version']}: {len(doc['tasks'])} tasks, "
-             f"{doc['total_params']:,} parameters in task paths"]
-    header = f"{'task':<24} {'test acc':>8} {'val acc':>8} {'score':>8} {'acc.params':>11} " \
-             f"{'MFLOPs':>9}  method"
+             f"{doc['total_params']:,} parameters {where}"]
+    lines.append(run_text(run))
+    header = f"{'task':<24} {'test acc':>8} {'val acc':>8} {'score':>8} " \
+             f"{'accounted params':>16} {'MFLOPs':>9}  method"
     lines.append(header)
     for name, t in doc["tasks"].items():
         lines.append(f"{name:<24} {_fmt(t['test_accuracy'])} {_fmt(t['validation_accuracy'])} "
-                     f"{_fmt(t['score'])} {t['accounted_params']:>11,.0f} "
+                     f"{_fmt(t['score'])} {t['accounted_params']:>16,} "
                      f"{t['flops'] / 1e6:>9.2f}  {t['method_version']}")
     return "\n".join(lines)
 
 
 def _fmt(x: float | None) -> str:
     return f"{'-':>8}" if x is None else f"{x:>8.4f}"
-
-
-# === confusion matrix =======================================================================
 
 
 # === run summary ============================================================================
@@ -213,7 +227,8 @@ def history_rows(store: Any, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]
     """Per version, oldest first: the task it changed, its method version, each task's and the
     mean test accuracy, total parameters, the sum of the tasks' separate models' parameters,
     and the search record of the cycle it committed (if any)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
+    parent = None
     for version in reversed(store.versions(limit=limit)):
         view = store.load_system(version.number)
         accs = {t: float(p.metrics["test_accuracy"]) for t, p in view.paths.items()
@@ -224,15 +239,17 @@ def history_rows(store: Any, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]
         rows.append({"version": version.number, "task": task or "(root)",
                      "kind": prov.get("kind", ""),
                      "method_version": prov.get("method_version", ""),
-                     "code_version": prov.get("code_version", ""),
+                     **run_info(prov),
+                     "change": change_text({**prov, **changes(version, parent)}),
                      "tasks": len(view.paths), "accuracies": accs,
                      "mean_test_accuracy": float(np.mean(list(accs.values()))) if accs
                      else None,
                      "task_test_accuracy": accs.get(task),
-                     "total_params": view.total_params(),
+                     "total_params": deployed_params(view),
                      "separate_params": sum(p.num_params for p in view.paths.values()),
                      "search": (path.metrics.get("search") if path is not None
                                 and prov.get("kind") == "extension" else None)})
+        parent = version
     return rows
 
 
@@ -284,6 +301,7 @@ def system_html(store: Any, version: int | None = None, *,
     out = ["<!doctype html><html><head><meta charset='utf-8'><title>mu2net system "
            f"version {doc['version']}</title><style>{STYLE}</style></head><body>",
            f"<h1>System version {doc['version']}</h1>",
+           f"<p>This version was {esc(run_text(doc['run']))}.</p>",
            f"<p>{len(doc['tasks'])} tasks, {doc['total_params']:,} parameters in task paths "
            f"(separately fine-tuned: {sum(p.num_params for p in view.paths.values()):,}). "
            "Hover a node or a line for its component or task.</p>",
@@ -295,7 +313,7 @@ def system_html(store: Any, version: int | None = None, *,
         own = sum(c.creator == name for c in view.paths[name].components)
         out.append(f"<tr><td class='l'>{esc(name)}</td><td>{_cell(t['test_accuracy'])}</td>"
                    f"<td>{_cell(t['validation_accuracy'])}</td><td>{_cell(t['score'])}</td>"
-                   f"<td>{t['accounted_params']:,.0f}</td><td>{t['flops'] / 1e6:.2f}</td>"
+                   f"<td>{t['accounted_params']:,}</td><td>{t['flops'] / 1e6:.2f}</td>"
                    f"<td class='l'>{esc(t['method_version'])}</td>"
                    f"<td>{own} / {len(view.paths[name].components) - own}</td></tr>")
     out.append("</table><h2>Search, per cycle (newest first)</h2>")
@@ -306,14 +324,19 @@ def system_html(store: Any, version: int | None = None, *,
         out.append(_search_section(r, svg[f"search-v{r['version']}"], open_=k == 0))
     out += ["<h2>History</h2>"] + [f"<figure id='fig-{n}'>{svg[n]}</figure>"
                                    for n in ("accuracy", "params", "methods")]
-    out.append("<details><summary>Versions</summary><table><tr><th>version</th>"
-               "<th class='l'>task</th><th class='l'>method</th><th class='l'>code</th>"
-               "<th>tasks</th><th>task test acc</th><th>mean test acc</th>"
-               "<th>total params</th></tr>")
-    for r in rows:
-        out.append(f"<tr><td>{r['version']}</td><td class='l'>{esc(str(r['task']))}</td>"
+    out.append("<details open><summary>Versions</summary><table><tr><th>version</th>"
+               "<th class='l'>committed (UTC)</th><th class='l'>change</th>"
+               "<th class='l'>run id</th><th class='l'>KFP run</th><th class='l'>method</th>"
+               "<th class='l'>code</th><th>tasks</th><th>task test acc</th>"
+               "<th>mean test acc</th><th>total params</th></tr>")
+    for r in reversed(rows):
+        out.append(f"<tr><td>{r['version']}</td>"
+                   f"<td class='l'>{esc((r['committed_at'] or '-')[:19].replace('T', ' '))}</td>"
+                   f"<td class='l'>{esc(r['change'])}</td>"
+                   f"<td class='l'>{esc(r['run_id'] or '-')}</td>"
+                   f"<td class='l'>{esc(r['kfp_run_id'] or '-')}</td>"
                    f"<td class='l'>{esc(r['method_version'])}</td>"
-                   f"<td class='l'>{esc(r['code_version'])}</td><td>{r['tasks']}</td>"
+                   f"<td class='l'>{esc(r['code_version'] or '-')}</td><td>{r['tasks']}</td>"
                    f"<td>{_cell(r['task_test_accuracy'])}</td>"
                    f"<td>{_cell(r['mean_test_accuracy'])}</td>"
                    f"<td>{r['total_params']:,}</td></tr>")
@@ -335,7 +358,7 @@ def _search_section(row: Mapping[str, Any], svg: str, *, open_: bool) -> str:
     for g, i, kind, parent, mutations, val, score, ok in rec["children"]:
         mark = " (published)" if published == [g, i] else ""
         table.append(f"<tr><td>{g}</td><td>{i}</td><td class='l'>{esc(kind)}: {esc(parent)}"
-                     f"</td><td class='l'>{esc(', '.join(mutations)) or '-'}</td>"
+                     f"</td><td class='l'>{esc(mutations_text(mutations))}</td>"
                      f"<td>{_cell(val)}</td><td>{_cell(score)}</td>"
                      f"<td>{'yes' if ok else 'no'}{mark}</td></tr>")
     return head + "".join(table) + "</table></details>"

@@ -2,7 +2,7 @@
 deadline, the run's lease and a child's accelerator memory. Fixed hours would either kill a
 ViT-L child that is still training or leave a hung CPU pod holding its node for six hours.
 
-A child's work is known before it runs (method.md §5.1): `validations_per_child` x
+A child's work is known before it runs (docs/method.md §5.1): `validations_per_child` x
 `examples_between_validations` training examples, each a forward and a backward pass (3
 forward passes' FLOPs, `scoring.forward_flops`), plus one validation pass of
 `validation_examples` per validation. It is sized at the costliest path the hparam space

@@ -1,4 +1,4 @@
-"""The root model: system version 0 (method.md §2.1).
+"""The root model: system version 0 (docs/method.md §2.1).
 
 Three ways to make it, each returning the root `Path` (owner `schema.ROOT_TASK`, every
 component created by the root) and its blobs `{sha256: npz bytes}` for `ModelStore.init`:

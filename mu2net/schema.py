@@ -267,7 +267,7 @@ class SystemVersion:
 
 def lock_holders(component: Component, task: str,
                  users: Mapping[str, set[str]]) -> set[str]:
-    """Who shares the cost of `component` in `task`'s path (method.md §2.5): the tasks whose
+    """Who shares the cost of `component` in `task`'s path (docs/method.md §2.5): the tasks whose
     published paths use it, the task itself, and the root for a root component (in mu2Net+
     the root is locked and counted as an owner, so reusing a root layer frozen costs half of
     cloning it even before any other task uses it)."""
@@ -305,7 +305,7 @@ class SystemView:
         return users
 
     def accounted_params(self, path: Path) -> float:
-        """method.md §2.5: sum over components of size / |locks ∪ {owner}|, from this view."""
+        """docs/method.md §2.5: sum over components of size / |locks ∪ {owner}|, from this view."""
         users = self.component_users()
         return sum(comp.num_params / len(lock_holders(comp, path.task, users))
                    for comp in path.components)

@@ -1,8 +1,8 @@
-"""The mu2Net+ score (method.md §6.1) and the analytic FLOPs count it uses.
+"""The mu2Net+ score (docs/method.md §6.1) and the analytic FLOPs count it uses.
 
     score(path) = q * s ** (A / P_ref) * s ** (F / F_ref)
 
-q is the path's validation accuracy, A its accounted parameters (method.md §2.5, from the
+q is the path's validation accuracy, A its accounted parameters (docs/method.md §2.5, from the
 system being read: a shared component's size is divided among the tasks using it), F the FLOPs
 of one forward pass at batch 1 at the path's image size. With s < 1 the size and compute
 penalties break ties in favour of sharing, fewer layers and lower resolution.

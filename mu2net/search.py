@@ -1,4 +1,4 @@
-"""The mu2Net+ search as pure steps over a JSON-able `SearchState` (method.md §5.2).
+"""The mu2Net+ search as pure steps over a JSON-able `SearchState` (docs/method.md §5.2).
 
 One search cycle of one task:
 
@@ -87,7 +87,7 @@ def _check_config(state: SearchState, config: Config) -> None:
 
 
 def planned_accounted_params(spec: ChildSpec, system: SystemView, config: Config) -> float:
-    """Accounted params (method.md §2.5) of the child before its new blobs exist: a reused
+    """Accounted params (docs/method.md §2.5) of the child before its new blobs exist: a reused
     component is divided among its users and this task, a new one counts fully."""
     users = system.component_users()
     total = 0.0
@@ -206,7 +206,7 @@ def train_child(spec: ChildSpec, state: SearchState, system: SystemView, task: T
                 config: Config, blobs: BlobSource, out_dir: str, *,
                 execution: str = "auto", data_parallel: str | None = None,
                 progress: Callable[[int, int], None] | None = None) -> ChildResult:
-    """Assemble the child from its plan, train it (method.md §5.1) and report it.
+    """Assemble the child from its plan, train it (docs/method.md §5.1) and report it.
 
     Frozen components are read from `blobs` (or this cycle's staged files) and never written.
     If the child is retained, its new components are written to `out_dir/<sha256>.npz`

@@ -1,4 +1,4 @@
-"""Training of one path (method.md §5.1).
+"""Training of one path (docs/method.md §5.1).
 
 * Loss: mean softmax cross-entropy (no label smoothing, no regulariser, no dropout).
 * Optimizer: global-norm clipping at 1.0, then SGD with momentum (optionally Nesterov) in

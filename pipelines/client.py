@@ -158,12 +158,18 @@ def connect(host: str, *, token: str | None = None, namespace: str | None = None
 
 
 def _call(host: str, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run one client call; map HTTP and network failures to one-line DeployErrors."""
+    """Run one client call; map HTTP and network failures to one-line DeployErrors. kfp.Client
+    prints its "... details: URL" links; they go to stderr, so stdout stays the CLI's own (the
+    JSON of `submit --json`)."""
+    import contextlib
+    import sys
+
     import kfp_server_api
     import urllib3
 
     try:
-        return func(*args, **kwargs)
+        with contextlib.redirect_stdout(sys.stderr):
+            return func(*args, **kwargs)
     except kfp_server_api.ApiException as exc:
         raise _http_error(host, exc.status, what) from None
     except urllib3.exceptions.HTTPError as exc:

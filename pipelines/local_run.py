@@ -67,7 +67,8 @@ def run_local(*, config_name: str, task_spec: str, store_uri: str, workdir: str,
     from kfp import local
 
     from mu2net.progress import StepTimer
-    from pipelines.onboard_task import build_pipeline
+
+    from .onboard_task import build_pipeline
 
     workdir = os.path.abspath(workdir)
     root = os.path.join(workdir, "pipeline_root")

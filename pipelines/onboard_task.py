@@ -13,12 +13,16 @@ crashes the kfp 2.17.3 compiler.
 Compile:  mu2net compile --config gpu --target gpu --out build/
 """
 
+import importlib
 from typing import Any
 
 from kfp import dsl
 
-from components import build_components
-from components.placement import place
+# The sibling package of components: `components` in a checkout, `mu2net.components` in the
+# wheel (setup.cfg maps both folders under mu2net, so nothing else is installed top level).
+_COMPONENTS = (__package__ or "pipelines").rpartition("pipelines")[0] + "components"
+build_components = importlib.import_module(_COMPONENTS).build_components
+place = importlib.import_module(_COMPONENTS + ".placement").place
 
 
 def pipeline_name(config_name: str, target: str) -> str:

@@ -249,3 +249,17 @@ def test_cli_schedule_compiles_with_its_data_dir(tmp_path):
         "gs://b/tfds"
     body = api.calls("POST", "/apis/v2beta1/recurringruns")[0].body
     assert body["runtime_config"]["parameters"]["data_dir"] == "gs://b/tfds"
+
+
+def test_cli_submit_and_schedule_print_json_with_the_run_ids(package, capsys, monkeypatch):
+    """`--json` for scripts; the host from KF_PIPELINES_ENDPOINT, as kfp.Client reads it."""
+    from mu2net.cli import main
+
+    with FakeKfpApi() as api:
+        monkeypatch.setenv("KF_PIPELINES_ENDPOINT", api.host)
+        assert main(["submit", "--package", package, "--task", "demo:digits", "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["run_id"] == "run-1" and doc["parameters"] == {"task_spec": "demo:digits"}
+        assert main(["schedule", "--package", package, "--cron", "@daily", "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["recurring_run_id"].startswith("rr-") and doc["cron"] == "@daily"

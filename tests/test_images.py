@@ -10,6 +10,8 @@ import subprocess
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from components.placement import IMAGE_UID
 from mu2net import version as version_module
@@ -26,22 +28,32 @@ IMAGES = ROOT / "images"
 KINDS = ("cpu", "gpu", "tpu")
 
 
-def install_requires() -> dict[str, str]:
-    """name -> full requirement line (marker stripped) of setup.cfg."""
+def install_requires() -> dict[str, Requirement]:
+    """name -> requirement of setup.cfg (ranges, markers kept)."""
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
     out = {}
     for line in cfg["options"]["install_requires"].strip().splitlines():
-        req = line.split(";")[0].strip()
-        name = re.split(r"[<>=!~\[ ]", req, maxsplit=1)[0].lower().replace("_", "-")
-        out[name] = req
+        if line.strip():
+            req = Requirement(line)
+            out[canonicalize_name(req.name)] = req
     return out
 
 
-def pin(name: str) -> str:
-    req = install_requires()[name]
-    assert "==" in req, f"setup.cfg must pin {name} exactly, got {req!r}"
-    return req.split("==")[1]
+def lock() -> dict[str, str]:
+    """name -> exact version of images/requirements.txt (the lock of the images and CI)."""
+    out = {}
+    for line in (IMAGES / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, sep, version = line.strip().partition("==")
+            assert sep and re.match(r"^\d+(\.\d+)*$", version), f"not an exact pin: {line!r}"
+            out[canonicalize_name(name)] = version
+    return out
+
+
+def allowed(name: str, version: str) -> bool:
+    """Whether setup.cfg's range for `name` admits `version`."""
+    return install_requires()[name].specifier.contains(version, prereleases=True)
 
 
 def dockerfile(kind: str) -> str:
@@ -57,8 +69,10 @@ def arg_default(text: str, name: str) -> str:
 @pytest.mark.parametrize("kind", KINDS)
 def test_dockerfile_pins_match_setup_cfg(kind):
     text = dockerfile(kind)
-    assert arg_default(text, "KFP_VERSION") == pin("kfp") == pin("kfp-kubernetes")
-    assert arg_default(text, "TF_VERSION") == pin("tensorflow-cpu")
+    kfp, tf_version = arg_default(text, "KFP_VERSION"), arg_default(text, "TF_VERSION")
+    assert allowed("kfp", kfp) and allowed("kfp-kubernetes", kfp)
+    assert allowed("tensorflow-cpu", tf_version) and allowed("tensorflow", tf_version)
+    assert re.match(r"^\d+\.\d+\.\d+$", kfp) and re.match(r"^\d+\.\d+\.\d+$", tf_version)
     assert '"kfp==${KFP_VERSION}" "kfp-kubernetes==${KFP_VERSION}"' in text
     tf = {"cpu": '"tensorflow-cpu==${TF_VERSION}"', "gpu": '"tensorflow[and-cuda]==${TF_VERSION}"',
           "tpu": '"tensorflow-cpu==${TF_VERSION}"'}[kind]
@@ -81,12 +95,26 @@ def test_dockerfile_pins_match_setup_cfg(kind):
         assert '"jax[tpu]==${JAX_VERSION}"' in text and re.match(r"^\d+\.\d+\.\d+$", jax)
 
 
-def test_requirements_are_setup_cfg_minus_what_dockerfiles_pin():
-    lines = [line.strip() for line in (IMAGES / "requirements.txt").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
-    expected = {name: req for name, req in install_requires().items()
-                if name not in ("kfp", "kfp-kubernetes", "tensorflow-cpu")}
-    assert sorted(lines) == sorted(expected.values())
+def test_requirements_lock_setup_cfg_minus_what_dockerfiles_pin():
+    """images/requirements.txt pins exactly what setup.cfg requires, minus what the Dockerfiles
+    pin themselves, each version inside setup.cfg's range."""
+    pinned = lock()
+    expected = set(install_requires()) - {"kfp", "kfp-kubernetes", "tensorflow-cpu",
+                                          "tensorflow"}
+    assert set(pinned) == expected
+    assert [n for n, v in pinned.items() if not allowed(n, v)] == []
+
+
+def test_setup_cfg_uses_ranges_and_installs_tensorflow_on_arm64():
+    reqs = install_requires()
+    exact = [str(r) for r in reqs.values() if any(s.operator == "==" for s in r.specifier)]
+    assert exact == []
+    machines = {"x86_64": "tensorflow-cpu", "AMD64": "tensorflow-cpu",
+                "aarch64": "tensorflow", "arm64": "tensorflow"}  # Linux / Windows / macOS
+    for machine, wanted in machines.items():
+        chosen = [n for n in ("tensorflow-cpu", "tensorflow")
+                  if reqs[n].marker.evaluate({"platform_machine": machine})]
+        assert chosen == [wanted], machine
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -169,7 +197,7 @@ def test_compiled_pipelines_reference_the_built_images(target, tmp_path):
     registry = "us-central1-docker.pkg.dev/proj/mu2net"
     args = argparse.Namespace(config="testing", target=target, out=str(tmp_path), image=None,
                               light_image=None, registry=registry, code_version="",
-                              store=None)
+                              store=None, data_dir=None)
     spec = next(yaml.safe_load_all(pathlib.Path(compile_to(args)).read_text()))
     images = {}
     for name, executor in spec["deploymentSpec"]["executors"].items():

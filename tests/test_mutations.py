@@ -1,4 +1,4 @@
-"""Each mutation of method.md §3: incremental moves, the learned per-action probability,
+"""Each mutation of docs/method.md §3: incremental moves, the learned per-action probability,
 generation-level data hparams, depth change, adapter insertion and layer cloning (the
 component plan with its ancestor search)."""
 
@@ -199,7 +199,7 @@ def test_a_new_task_shares_frozen_root_components_clones_encoder_norm_and_inits_
                        "encoderblock_0": "reuse", "encoderblock_1": "reuse",
                        "encoder_norm": "clone", "head": "init"}
     assert slots["encoderblock_1"].source == ROOT.component("encoderblock_1")
-    assert fired == ["clone:encoder_norm"]  # forced (method.md §3.1): always fires
+    assert fired == ["clone:encoder_norm"]  # forced (docs/method.md §3.1): always fires
 
 
 def test_clone_mutation_makes_a_trainable_copy_of_a_frozen_component():

@@ -82,7 +82,7 @@ def test_queued_task_survives_a_crash_after_the_commit(tmp_path, monkeypatch):
     commit_metrics = executor_output(out["pipeline_root"], "close-and-commit")
     logged = commit_metrics["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     assert logged["test_accuracy"] == pytest.approx(task["test_accuracy"])
-    assert logged["accounted_params"] == pytest.approx(task["accounted_params"])
+    assert logged["accounted_params"] == pytest.approx(task["accounted_params_exact"])
     # dashboards: confusion matrix over the test examples, HTML graph, Markdown summary
     report = executor_output(out["pipeline_root"], "report-run")
     confusion = report["artifacts"]["confusion"]["artifacts"][0]["metadata"]["confusionMatrix"]

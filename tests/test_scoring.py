@@ -31,7 +31,7 @@ def test_flops_of_vit_l16_at_384_match_the_paper_scale():
     arch = ArchitectureConfig(image_size=384, patch_size=16, hidden_size=1024, num_layers=24,
                               num_heads=16, mlp_dim=4096, max_layers=24)
     flops = forward_flops(arch, {"ds_image_size": 384, "num_layers": 24, "num_classes": 1000})
-    assert flops == pytest.approx(3.82e11, rel=0.01)  # ~0.38 TFLOPs (method.md §6.1)
+    assert flops == pytest.approx(3.82e11, rel=0.01)  # ~0.38 TFLOPs (docs/method.md §6.1)
     at_224 = forward_flops(arch, {"ds_image_size": 224, "num_layers": 24, "num_classes": 1000})
     assert at_224 == pytest.approx(1.23e11, rel=0.01)
 
@@ -43,7 +43,7 @@ def test_score_values_by_hand():
     assert score_value(0.5, 0, 0, cfg) == 0.5
     # s = 1 switches the penalties off (the paper's chars / VDD configs)
     assert score_value(0.5, 1e9, 1e12, ScoreConfig(1.0, 1.0, 1.0)) == 0.5
-    # the large configs: a 303M-param path at 0.38 TFLOPs loses ~0.24 % (method.md §6.1)
+    # the large configs: a 303M-param path at 0.38 TFLOPs loses ~0.24 % (docs/method.md §6.1)
     large = ScoreConfig(scale=0.99, params_ref=2.2e9, flops_ref=3.8e12)
     assert score_value(1.0, 303e6, 3.82e11, large) == pytest.approx(0.99 ** (
         303e6 / 2.2e9 + 3.82e11 / 3.8e12))

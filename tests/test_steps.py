@@ -152,12 +152,13 @@ def test_tensorboard_events_round_trip(tmp_path):
 def test_status_json_is_the_pinned_format(store):
     commit_task(store, "a", 0.8, "r1")
     doc = status_dict(store)
-    assert set(doc) == {"version", "method_versions", "total_params", "tasks"}
+    assert set(doc) == {"version", "run", "method_versions", "total_params", "tasks"}
+    assert doc["run"]["run_id"] == "r1" and doc["run"]["committed_at"]
     assert doc["version"] == 1
     assert doc["method_versions"] == {CONFIG.method_version: ["a"]}
     entry = doc["tasks"]["a"]
     assert set(entry) == {"test_accuracy", "validation_accuracy", "score", "accounted_params",
-                          "flops", "method_version", "components"}
+                          "accounted_params_exact", "flops", "method_version", "components"}
     assert entry["validation_accuracy"] == 0.8 and entry["test_accuracy"] == pytest.approx(0.79)
     # q * s^(A/P) * s^(F/F_ref) with the testing config's s, P and F_ref (the score)
     s, p_ref, f_ref = CONFIG.score.scale, CONFIG.score.params_ref, CONFIG.score.flops_ref
@@ -165,7 +166,9 @@ def test_status_json_is_the_pinned_format(store):
     expected = 0.8 * s ** (entry["accounted_params"] / p_ref) * s ** (entry["flops"] / f_ref)
     assert entry["score"] == pytest.approx(expected, rel=1e-9) and entry["score"] < 0.8
     view = store.load_system()
-    assert entry["accounted_params"] == view.accounted_params(view.paths["a"])
+    assert entry["accounted_params_exact"] == view.accounted_params(view.paths["a"])
+    assert entry["accounted_params"] == round(view.accounted_params(view.paths["a"]))
+    assert isinstance(entry["accounted_params"], int)
     assert entry["components"] == list(view.paths["a"].component_ids)
     assert doc["total_params"] == view.total_params()
     json.dumps(doc, allow_nan=False)
@@ -190,6 +193,10 @@ def test_report_html_lists_sharing_and_history(store, tmp_path):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["status", "--store", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no store at" in err[0] and err[0].startswith("mu2net: error:")
+    (tmp_path / "empty").mkdir()
     assert main(["status", "--store", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is empty" in err[0] and err[0].startswith("mu2net: error:")

@@ -1,4 +1,4 @@
-"""The tf.data pipeline (method.md §5.5): shapes, value ranges, determinism, resumption."""
+"""The tf.data pipeline (docs/method.md §5.5): shapes, value ranges, determinism, resumption."""
 
 import hashlib
 import subprocess

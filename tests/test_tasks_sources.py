@@ -309,7 +309,7 @@ def test_single_class_in_train_is_refused(digits):
 
 
 def test_carving_slices_test_then_validation(digits):
-    """Test = train[0:5%] (method.md §5.5); validation = the next 10-25% of what is left."""
+    """Test = train[0:5%] (docs/method.md §5.5); validation = the next 10-25% of what is left."""
     x, y = digits.arrays("train")
     out, notes = carve_missing_splits({"train": (x[:100], y[:100])})
     np.testing.assert_array_equal(out["test"][0], x[0:5])

@@ -18,6 +18,8 @@ from mu2net.commands.common import (
     _root_cache_arg,
     _say,
     _store,
+    at_arg,
+    json_arg,
 )
 from mu2net.config import CONFIG_NAMES, get_config
 from mu2net.errors import ConfigError, Mu2NetError, SchemaError, StoreError
@@ -26,9 +28,10 @@ from mu2net.schema import MODES
 
 def _pretrain_args(p: argparse.ArgumentParser) -> None:
     """The options of a pretrained root (`init --root pretrain:...`, `root build`)."""
-    p.add_argument("--config", default="cpu_demo", choices=CONFIG_NAMES)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default="")
+    p.add_argument("--config", default="cpu_demo", choices=CONFIG_NAMES,
+                   help="the named config (model size, budgets, search)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the root")
+    p.add_argument("--data-dir", default="", help="data_dir for tfds: sources")
     p.add_argument("--examples", type=int, default=0,
                    help="pretraining examples (default: the config's root_pretrain_examples)")
     _root_cache_arg(p)
@@ -154,7 +157,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from mu2net.report import paths_text, status_dict, status_text
 
     store = _store(args.store)
-    doc = status_dict(store, args.version)
+    doc = status_dict(store, args.at)
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:
@@ -165,9 +168,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from mu2net.report import write_report
 
-    written = write_report(_store(args.store), args.out, args.version)
-    print(f"wrote {args.out} (self-contained: open it in a browser) and "
-          f"{len(written) - 1} figure files beside it ({os.path.dirname(written[-1]) or '.'})")
+    written = write_report(_store(args.store), args.out, args.at)
+    folder = os.path.dirname(written[-1]) or "."
+    if args.json:
+        print(json.dumps({"report": written[0], "figures": written[1:]}, indent=2))
+    else:
+        print(f"wrote {args.out} (self-contained: open it in a browser) and "
+              f"{len(written) - 1} figure files beside it ({folder})")
     return 0
 
 
@@ -203,40 +210,50 @@ def _cmd_queue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True,
+                   help="store URI: a local folder or gs://bucket/prefix")
+
+
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add this module's commands (`add` is the CLI's `add_parser`)."""
     p = add("init", help="create system version 0 (the root model) in a store")
-    p.add_argument("--store", required=True)
-    p.add_argument("--root", required=True, help="random | npz:URI | pretrain:SPEC")
+    _store_arg(p)
+    p.add_argument("--root", required=True,
+                   help="the root: random | npz:URI (a vit_jax checkpoint) | pretrain:SPEC")
     _pretrain_args(p)
     p.set_defaults(func=_cmd_init)
 
     p = add("root", help="build the config's pretrained root once, into the root cache")
-    p.add_argument("action", choices=("build",))
+    p.add_argument("action", choices=("build",), help="build: pretrain (or find) the root")
     p.add_argument("--task", default="",
                    help="pretraining task source (default: the config's root_task)")
     _pretrain_args(p)
     p.set_defaults(func=_cmd_root)
 
-    p = add("status", help="the system's tasks, accuracies, scores and parameters")
-    p.add_argument("--store", required=True)
-    p.add_argument("--version", type=int, default=None)
-    p.add_argument("--json", action="store_true", help="the pinned JSON format")
+    p = add("status", help="the system's tasks, accuracies, scores, parameters and last run")
+    _store_arg(p)
+    at_arg(p)
+    json_arg(p, "the pinned status document (README, `status --json`)")
     p.set_defaults(func=_cmd_status)
 
     p = add("report", help="write the system graph and history as HTML")
-    p.add_argument("--store", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--version", type=int, default=None)
+    _store_arg(p)
+    p.add_argument("--out", required=True, help="the HTML file to write (figures beside it)")
+    at_arg(p)
+    json_arg(p, "the files written")
     p.set_defaults(func=_cmd_report)
 
     p = add("queue", help="the store's task queue (what scheduled runs onboard next)")
-    p.add_argument("action", choices=("add", "list"))
-    p.add_argument("specs", nargs="*", metavar="SPEC")
-    p.add_argument("--store", required=True)
-    p.add_argument("--mode", choices=MODES, default="onboard")
+    p.add_argument("action", choices=("add", "list"),
+                   help="add: queue task specs; list: show the entries")
+    p.add_argument("specs", nargs="*", metavar="SPEC",
+                   help="task sources to add: demo:NAME, tfds:NAME, imagefolder:URI")
+    _store_arg(p)
+    p.add_argument("--mode", choices=MODES, default="onboard",
+                   help="onboard a new task or iterate an existing one")
     p.add_argument("--data-dir", dest="data_dir", default="",
                    help="add: where the entries' tfds: data is (a gs:// or local folder of TFDS "
                         "datasets); recorded with each entry, so every run of it reads there")
-    p.add_argument("--json", action="store_true")
+    json_arg(p, "the entries")
     p.set_defaults(func=_cmd_queue)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 from typing import Any
@@ -16,17 +17,31 @@ DEFAULT_WORKDIR = "local_outputs"
 CACHE_ENV = "MU2NET_CACHE_DIR"  # where the CLI caches store reads (see user_cache_dir)
 
 
-def _pipelines(module: str) -> Any:
-    """`pipelines.<module>`, which imports kfp (the library must not)."""
-    return importlib.import_module(f"pipelines.{module}")
+def pipelines_module(module: str) -> Any:
+    """`<pipelines>.<module>`, which imports kfp (the library must not). The wheel installs the
+    repository's `pipelines/` and `components/` as `mu2net.pipelines` and `mu2net.components`
+    (setup.cfg `package_dir`), so that only `mu2net` is installed top level; a checkout on the
+    path imports them as the top-level `pipelines` and `components`."""
+    import mu2net
+
+    installed = os.path.isdir(os.path.join(os.path.dirname(mu2net.__file__), "pipelines"))
+    if not installed and importlib.util.find_spec("pipelines") is not None:
+        return importlib.import_module(f"pipelines.{module}")
+    return importlib.import_module(f"mu2net.pipelines.{module}")  # wheel, or editable mapping
+
+
+_pipelines = pipelines_module  # the name command modules use
 
 
 def _store(uri: str, config_name: str | None = None, *, create: bool = False) -> Any:
     """The store at `uri`. Only `init` creates a local store's folder (`create=True`): other
-    commands read or extend an existing store, so a mistyped --store leaves nothing behind."""
+    commands read or extend an existing store, so a mistyped --store leaves nothing behind
+    and is told so (`check_store_exists`)."""
     from mu2net.store import open_store
 
     _check_store_uri(uri)
+    if not create:
+        check_store_exists(uri)
     config = get_config(config_name) if config_name is not None else None
     return open_store(uri, config, create=create, cache_dir=user_cache_dir())
 
@@ -48,6 +63,64 @@ def _check_store_uri(uri: str) -> None:
     if "://" not in local and os.path.exists(local) and not os.path.isdir(local):
         raise StoreError(f"--store {uri!r} is a file, not a store folder: give the folder "
                          "`mu2net init` created (or gs://bucket/prefix)")
+
+
+def no_store_message(uri: str) -> str:
+    """What a command reading a store tells a user whose --store names nothing: check the
+    path first (a typo), and how a new store is made."""
+    return (f"no store at {uri!r} (check the path; `mu2net init --store {uri} --root ...` "
+            "creates one)")
+
+
+def missing_local_store(uri: str) -> bool:
+    """Whether `uri` is a local path with no folder (a gs:// prefix is checked by reading)."""
+    folder = uri[len("file://"):] if uri.startswith("file://") else uri
+    return "://" not in folder and not os.path.isdir(folder)
+
+
+def check_store_exists(uri: str) -> None:
+    """A local --store must be an existing folder."""
+    if missing_local_store(uri):
+        raise StoreError(no_store_message(uri))
+
+
+class DeprecatedOption(argparse.Action):
+    """A former spelling of an option: hidden from the help, stores into the new option's
+    `dest`, and prints a one-line deprecation warning on stderr."""
+
+    def __init__(self, option_strings: Any, dest: str, *, replacement: str,
+                 **kwargs: Any) -> None:
+        kwargs.update(help=argparse.SUPPRESS, default=argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+        self.replacement = replacement
+
+    def __call__(self, _parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(f"mu2net: warning: {option_string} is deprecated; use {self.replacement}",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def at_arg(p: argparse.ArgumentParser, what: str = "the system version to read") -> None:
+    """`--at N`: a system version (default: the head). `--version N` is its deprecated
+    spelling, kept working for scripts written before `mu2net --version` existed."""
+    p.add_argument("--at", type=int, default=None, metavar="N",
+                   help=f"{what} (default: the head, the newest version)")
+    p.add_argument("--version", dest="at", type=int, action=DeprecatedOption,
+                   replacement="--at")
+
+
+def json_arg(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON (for scripts)")
+
+
+def help_command(parser: argparse.ArgumentParser) -> Any:
+    """A command function printing `parser`'s help (`mu2net`, or a command group such as
+    `mu2net store`, run without its command): help on stdout, exit 0."""
+    def show(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+    return show
 
 
 def _say(text: str) -> None:

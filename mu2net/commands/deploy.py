@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mu2net.commands.common import (
-    _pipelines,
-)
+from mu2net.commands.common import DeprecatedOption, _pipelines
 from mu2net.config import CONFIG_NAMES, DEFAULT_STORE, TARGETS
 from mu2net.errors import ConfigError
 from mu2net.schema import MODES
+
+HOST_ENV = "KF_PIPELINES_ENDPOINT"  # kfp.Client's own default for its host
 
 
 def _params(pairs: Sequence[str]) -> dict[str, Any]:
@@ -72,12 +73,11 @@ def _package(args: argparse.Namespace) -> str:
 
 
 def _run_params(args: argparse.Namespace) -> dict[str, Any]:
-    """The run's parameters: `--param` pairs, then the named flags (`--store-uri` before
-    `--store`, which was the only one read before: `--store-uri` was parsed and ignored)."""
+    """The run's parameters: `--param` pairs, then the named flags (`--store` is the run's
+    store_uri; `--store-uri` is its deprecated spelling)."""
     params = _params(args.param)
-    store_uri = args.store_uri if args.store_uri is not None else args.store
     for name, value in (("task_spec", getattr(args, "task_spec", None)), ("mode", args.mode),
-                        ("store_uri", store_uri), ("seed", args.seed),
+                        ("store_uri", args.store), ("seed", args.seed),
                         ("data_dir", args.data_dir)):
         if value is not None:
             params[name] = value
@@ -89,14 +89,30 @@ def _run_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
+def _host(args: argparse.Namespace) -> str:
+    """--host, else $KF_PIPELINES_ENDPOINT (the variable kfp.Client reads itself)."""
+    host = args.host or os.environ.get(HOST_ENV, "")
+    if not host:
+        raise ConfigError(f"no Kubeflow Pipelines endpoint: pass --host URL or set {HOST_ENV} "
+                          "(e.g. http://localhost:8080 after a port-forward)")
+    return host
+
+
+def _print_json(doc: dict[str, Any]) -> None:
+    print(json.dumps(doc, indent=2, sort_keys=True))
+
+
 def _cmd_submit(args: argparse.Namespace) -> int:
     client = _pipelines("client")
     params = _run_params(args)  # a bad task spec fails here, before compiling or uploading
-    out = client.submit(args.host, _package(args), params=params,
+    out = client.submit(_host(args), _package(args), params=params,
                         run_name=args.run_name, experiment=args.experiment,
                         pipeline_name=args.pipeline_name, version_name=args.version_name,
                         token=args.token, namespace=args.namespace,
                         service_account=args.service_account)
+    if args.json:
+        _print_json({**out, "parameters": params})
+        return 0
     print(f"uploaded {out['pipeline_name']} version {out['version_name']} "
           f"({out['version_id']}); run {out['run_id']}: {out['run_url']}")
     return 0
@@ -106,11 +122,14 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     client = _pipelines("client")
     client.validate_cron(args.cron)
     params = _run_params(args)
-    out = client.schedule(args.host, _package(args), cron=args.cron, params=params,
+    out = client.schedule(_host(args), _package(args), cron=args.cron, params=params,
                           name=args.name, experiment=args.experiment,
                           pipeline_name=args.pipeline_name, version_name=args.version_name,
                           token=args.token, namespace=args.namespace,
                           service_account=args.service_account)
+    if args.json:
+        _print_json({**out, "parameters": params})
+        return 0
     print(f"uploaded {out['pipeline_name']} version {out['version_name']}; recurring run "
           f"{out['recurring_run_id']} on '{out['cron']}' (max_concurrency=1, no catchup): "
           "each run takes the next queued task, else re-evolves the task with the most to gain"
@@ -127,33 +146,44 @@ def _cmd_version(_args: argparse.Namespace) -> int:
 
 def _deploy_args(p: argparse.ArgumentParser, *, compile_only: bool = False) -> None:
     if not compile_only:
-        p.add_argument("--host", required=True,
-                       help="Kubeflow Pipelines endpoint, e.g. http://localhost:8080")
+        p.add_argument("--host", default=None,
+                       help=f"Kubeflow Pipelines endpoint, e.g. http://localhost:8080 "
+                            f"(default: ${HOST_ENV})")
         p.add_argument("--package", help="a compiled pipeline YAML (default: compile now)")
         p.add_argument("--token", help="bearer token (e.g. `gcloud auth print-identity-token`)")
         p.add_argument("--namespace", help="KFP namespace (multi-user installs: the profile "
                                            "namespace, manifests/kubeflow-profile)")
-        p.add_argument("--experiment", default="mu2net-onboarding")
-        p.add_argument("--pipeline-name", help="default: the compiled pipeline's name")
-        p.add_argument("--version-name", help="default: <code version>-<UTC time>")
+        p.add_argument("--experiment", default="mu2net-onboarding",
+                       help="KFP experiment the run belongs to")
+        p.add_argument("--pipeline-name", help="KFP pipeline to upload into (default: the "
+                                               "compiled pipeline's name)")
+        p.add_argument("--version-name", help="name of the uploaded pipeline version "
+                                              "(default: <code version>-<UTC time>)")
         p.add_argument("--service-account", help="KSA of the run (default: the install's: "
                                                  "pipeline-runner, or default-editor in a "
                                                  "profile namespace)")
         p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                        help="a run parameter (repeatable)")
-        p.add_argument("--mode", choices=MODES, default=None)
-        p.add_argument("--seed", type=int, default=None)
-        p.add_argument("--store-uri", dest="store_uri", default=None,
-                       help="the run's store_uri parameter (default: the compiled default)")
-    p.add_argument("--config", default="gpu", choices=CONFIG_NAMES)
-    p.add_argument("--target", default="gpu", choices=TARGETS)
+        p.add_argument("--mode", choices=MODES, default=None,
+                       help="onboard a new task or iterate one (default: the compiled default)")
+        p.add_argument("--seed", type=int, default=None,
+                       help="the run's seed (default: the compiled default)")
+        p.add_argument("--store-uri", dest="store", action=DeprecatedOption,
+                       replacement="--store")
+        p.add_argument("--json", action="store_true",
+                       help="print the uploaded pipeline version and run ids as JSON")
+    p.add_argument("--config", default="gpu", choices=CONFIG_NAMES,
+                   help="the named config compiled into the pipeline")
+    p.add_argument("--target", default="gpu", choices=TARGETS,
+                   help="the device the training steps run on")
     p.add_argument("--image", help="training image (default: <registry>/mu2net-<target>:<code "
                                    "version>)")
     p.add_argument("--light-image", help="image of the light steps (default: "
                                          "<registry>/mu2net-cpu:<code version>)")
     p.add_argument("--registry", default="", help="image registry prefix, e.g. "
                                                   "us-central1-docker.pkg.dev/PROJECT/mu2net")
-    p.add_argument("--code-version", default="", help="default: `mu2net version`")
+    p.add_argument("--code-version", default="", help="the code version recorded by every commit "
+                                                     "(default: `mu2net version`)")
     p.add_argument("--store", default=None,
                    help="the store URI: the run form's default when compiling, and the run's "
                         "store_uri when submitting (default: " + DEFAULT_STORE + ")")
@@ -169,14 +199,14 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add this module's commands (`add` is the CLI's `add_parser`)."""
     p = add("compile", help="compile the onboarding pipeline for a config and device target")
     _deploy_args(p, compile_only=True)
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder for the pipeline YAML")
     p.set_defaults(func=_cmd_compile)
 
     p = add("submit", help="upload the pipeline as a new version to KFP and start a run")
     _deploy_args(p)
     p.add_argument("--task", dest="task_spec", default=None,
                    help="task_spec of the run (default: next from the queue)")
-    p.add_argument("--run-name")
+    p.add_argument("--run-name", help="the KFP run's name (default: <pipeline name>-<task spec>)")
     p.set_defaults(func=_cmd_submit)
 
     p = add("schedule", help="upload the pipeline and create a recurring run (one at a time, "
@@ -184,7 +214,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     _deploy_args(p)
     p.add_argument("--cron", required=True,
                    help="6 fields with seconds, e.g. '0 0 3 * * *' (daily 03:00), or @daily")
-    p.add_argument("--name", help="recurring run name")
+    p.add_argument("--name", help="recurring run name (default: <pipeline name>-recurring)")
     p.set_defaults(func=_cmd_schedule, task_spec=None)
 
     p = add("version", help="print the code version (image tag)")

@@ -11,11 +11,13 @@ from typing import Any
 from mu2net.commands.admin import _cmd_init
 from mu2net.commands.common import (
     DEFAULT_WORKDIR,
+    _check_store_uri,
     _fmt,
     _pipelines,
     _root_cache_arg,
     _say,
     _store,
+    missing_local_store,
 )
 from mu2net.config import CONFIG_NAMES, get_config
 from mu2net.errors import ConfigError, StoreError, TaskError
@@ -113,8 +115,9 @@ def _run_cycles(store_uri: str, tasks: Sequence[Sequence[tuple[str, str]]],
 
 def _local_args(p: argparse.ArgumentParser, default_config: str = "cpu_demo") -> None:
     p.add_argument("--store", required=True, help="store URI (a folder or gs://bucket/prefix)")
-    p.add_argument("--config", default=default_config, choices=CONFIG_NAMES)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", default=default_config, choices=CONFIG_NAMES,
+                   help="the named config (model size, budgets, search)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the search")
     p.add_argument("--workdir", default=DEFAULT_WORKDIR,
                    help="kfp.local pipeline root and logs (default: %(default)s)")
     p.add_argument("--data-dir", default="", help="data_dir for tfds: sources")
@@ -160,15 +163,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     then each suite task onboarded in the config's number of cycles, locally."""
     config = get_config(args.config)
     cycles = _cycles(args)
-    store = _store(args.store)
+    _check_store_uri(args.store)
     started = time.monotonic()
-    if store.head() is None:
+    if missing_local_store(args.store) or _store(args.store).head() is None:
         init_args = argparse.Namespace(store=args.store, config=args.config, seed=args.seed,
                                        root=f"pretrain:{config.root_task}",
                                        data_dir=args.data_dir or "",
                                        examples=args.root_examples, root_cache=args.root_cache)
         _cmd_init(init_args)
+        store = _store(args.store)
     else:
+        store = _store(args.store)
         _say(f"store {args.store} already has version {store.head()}: keeping its root")
     view = store.load_system(store.head())
     from mu2net.tasks.sources import parse_spec
@@ -198,7 +203,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_cmd_onboard)
 
     p = add("iterate", help="re-evolve existing tasks: one local pipeline cycle per task")
-    p.add_argument("tasks", nargs="*", metavar="TASK")
+    p.add_argument("tasks", nargs="*", metavar="TASK", help="names of tasks in the store")
     p.add_argument("--all", action="store_true",
                    help="every task, the one with the most to gain first")
     _local_args(p)
@@ -206,7 +211,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = add("demo", help="the main job: pretrained root + onboard suite tasks, locally")
     _local_args(p)
-    p.add_argument("--tasks", nargs="+", default=list(DEMO_TASKS), metavar="SPEC")
+    p.add_argument("--tasks", nargs="+", default=list(DEMO_TASKS), metavar="SPEC",
+                   help="task sources to onboard (default: %(default)s)")
     p.add_argument("--root-examples", type=int, default=0,
                    help="root pretraining examples (default: the config's)")
     _cycles_arg(p)

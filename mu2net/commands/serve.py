@@ -7,9 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from mu2net.commands.common import (
-    _store,
-)
+from mu2net.commands.common import _store, at_arg, json_arg
 from mu2net.errors import TaskError
 
 
@@ -33,7 +31,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     target, meta_path = export_targets(args.out, args.task, args.format, force=args.force)
     store = _store(args.store)
-    view, path = _task_path(store, args.task, args.version)
+    view, path = _task_path(store, args.task, args.at)
     model = path_model(path, store)
     meta = {"task": args.task, "version": view.number, "path": path.hash,
             "image_size": int(path.hparams["ds_image_size"]),
@@ -41,7 +39,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
             "class_names": _class_names(store, args.task, int(path.hparams["num_classes"])),
             "method_version": path.method_version}
     write_export(model, target, meta_path, meta)
-    print(f"exported task {args.task} (version {view.number}) to {target}")
+    if args.json:
+        print(json.dumps({"task": args.task, "version": view.number, "path": path.hash,
+                          "export": target, "metadata": meta_path}, indent=2))
+    else:
+        print(f"exported task {args.task} (version {view.number}) to {target}")
     return 0
 
 
@@ -51,7 +53,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from mu2net.predict import files_logits
 
     store = _store(args.store)
-    view, path = _task_path(store, args.task, args.version)
+    view, path = _task_path(store, args.task, args.at)
     logits = files_logits(path, args.files, store)
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
@@ -72,18 +74,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add this module's commands (`add` is the CLI's `add_parser`)."""
     p = add("export", help="export one task's model for serving (.keras or SavedModel)")
-    p.add_argument("--store", required=True)
-    p.add_argument("--task", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--format", choices=("keras", "savedmodel"), default="keras")
-    p.add_argument("--version", type=int, default=None)
+    p.add_argument("--store", required=True,
+                   help="store URI: a local folder or gs://bucket/prefix")
+    p.add_argument("--task", required=True, help="the task whose path to export")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--format", choices=("keras", "savedmodel"), default="keras",
+                   help="a .keras file or a TensorFlow SavedModel folder")
+    at_arg(p)
     p.add_argument("--force", action="store_true", help="replace an earlier export of the task")
+    json_arg(p, "what was written")
     p.set_defaults(func=_cmd_export)
 
     p = add("predict", help="classify image files with one task's path")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--store", required=True)
-    p.add_argument("--task", required=True)
-    p.add_argument("--version", type=int, default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("files", nargs="+", metavar="FILE", help="image files to classify")
+    p.add_argument("--store", required=True,
+                   help="store URI: a local folder or gs://bucket/prefix")
+    p.add_argument("--task", required=True, help="the task whose path classifies")
+    at_arg(p)
+    json_arg(p, "the predictions (label, class, probability) and the version")
     p.set_defaults(func=_cmd_predict)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from mu2net.commands.common import _check_store_uri
+from mu2net.commands.common import _check_store_uri, check_store_exists, help_command
 from mu2net.errors import StoreError
 
 DEFAULT_RETENTION_HOURS = 7 * 24.0
@@ -25,10 +25,7 @@ def open_existing_store(uri: str) -> Any:
     from mu2net.store import open_store
 
     _check_store_uri(uri)  # empty, or a file: the checks every store command makes
-    folder = uri[len("file://"):] if uri.startswith("file://") else uri
-    if "://" not in folder and not os.path.isdir(folder):
-        raise StoreError(f"no store at {uri!r}: {folder!r} is not a folder (create one with "
-                         "`mu2net init --store ... --root ...`)")
+    check_store_exists(uri)
     return open_store(uri, cache_dir=None, create=False)
 
 
@@ -65,6 +62,10 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     store = open_existing_store(args.store)
     run_id = args.run_id or f"rollback-{uuid.uuid4().hex[:12]}"
     result = store.rollback_task(args.task, args.to_version, run_id)
+    if args.json:
+        _emit({"task": args.task, "to_version": args.to_version, "version": result.version,
+               "created": result.created, "run_id": run_id}, "", True)
+        return 0
     verb = "committed" if result.created else "was already committed as"
     print(f"rollback of {args.task!r} to its path at version {args.to_version} {verb} version "
           f"{result.version} (run id {run_id})")
@@ -74,10 +75,40 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 def _cmd_gc(args: argparse.Namespace) -> int:
     store = open_existing_store(args.store)
     keys = store.gc(retention_s=_retention_s(args.retention_hours), dry_run=not args.apply)
+    if args.json:
+        _emit({"store": store.uri, "applied": bool(args.apply), "keys": list(keys)}, "", True)
+        return 0
     verb = "deleted" if args.apply else "would delete (dry run; add --apply)"
     print(f"gc of {store.uri}: {verb} {len(keys)} object(s)")
     for key in keys:
         print(f"  {key}")
+    return 0
+
+
+def _cmd_cat(args: argparse.Namespace) -> int:
+    """`store cat KEY`: an object's JSON as plain text. A local store's files start with a
+    16-byte header (magic and generation, mu2net.store.local), so `jq` cannot read them
+    directly; this prints the document after it (`--raw`: the stored bytes unchanged)."""
+    from mu2net.store.layout import version_key
+
+    store = open_existing_store(args.store)
+    key = version_key(int(args.key)) if args.key.isdigit() else args.key.lstrip("/")
+    got = store.backend.read(key)
+    if got is None:
+        raise StoreError(f"no object {key!r} in {store.uri} (keys look like HEAD, "
+                         "versions/000000000003.json or 3, paths/HASH.json, queue/ID.json)")
+    data, generation = got
+    if args.raw:
+        sys.stdout.buffer.write(data)
+        return 0
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise StoreError(f"{store.uri}/{key} is not a JSON document ({len(data)} bytes; "
+                         "blobs are .npz parameter files): use --raw to write its bytes") from None
+    if args.generation:
+        doc = {"key": key, "generation": generation, "object": doc}
+    print(json.dumps(doc, indent=2, sort_keys=True))
     return 0
 
 
@@ -94,13 +125,15 @@ def _retention_arg(p: argparse.ArgumentParser) -> None:
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add `store check|repair`, `rollback` and `gc` (`add` is the CLI's `add_parser`)."""
 
-    p = add("store", help="check or repair a store")
-    actions = p.add_subparsers(dest="store_action", required=True)
+    p = add("store", help="check, repair or read a store's objects")
+    actions = p.add_subparsers(dest="store_action", metavar="ACTION",
+                               title="actions", description="check, repair or cat")
+    p.set_defaults(func=help_command(p))
     c = actions.add_parser("check", help="verify every index, path document, blob hash, "
                                          "reference and the head; list orphans (exit 1 if damaged)")
     _store_arg(c)
     c.add_argument("--quick", action="store_true", help="check blobs exist without hashing them")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=_cmd_check)
     r = actions.add_parser("repair", help="recompute HEAD, roll back tasks whose head path is "
                                           "broken, collect orphans (dry run unless --apply)")
@@ -108,15 +141,27 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     _retention_arg(r)
     r.add_argument("--apply", action="store_true", help="make the changes (default: plan only)")
     r.add_argument("--quick", action="store_true", help="check blobs exist without hashing them")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", help="print the report as JSON")
     r.set_defaults(func=_cmd_repair)
+    k = actions.add_parser("cat", help="print one stored object's JSON (a local store's files "
+                                       "start with a binary header that jq cannot read)")
+    _store_arg(k)
+    k.add_argument("key", help="object key: HEAD, versions/000000000003.json (or just 3), "
+                               "paths/HASH.json, tasks/NAME/HASH.json, queue/ID.json")
+    k.add_argument("--generation", action="store_true",
+                   help="wrap the document as {key, generation, object}")
+    k.add_argument("--raw", action="store_true", help="write the stored bytes unchanged")
+    k.set_defaults(func=_cmd_cat)
 
     p = add("rollback", help="publish a new version whose path of TASK is the one it had at "
                              "--to-version (other tasks unchanged)")
     _store_arg(p)
-    p.add_argument("--task", required=True)
-    p.add_argument("--to-version", type=int, required=True)
-    p.add_argument("--run-id", default="", help="makes a retried rollback idempotent")
+    p.add_argument("--task", required=True, help="the task to roll back")
+    p.add_argument("--to-version", type=int, required=True, metavar="N",
+                   help="the system version whose path of the task to publish again")
+    p.add_argument("--run-id", default="", help="makes a retried rollback idempotent "
+                                                "(default: a new rollback-<random> id)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_rollback)
 
     p = add("gc", help="delete blobs no retained version or active run references (dry run "
@@ -124,4 +169,5 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     _store_arg(p)
     _retention_arg(p)
     p.add_argument("--apply", action="store_true", help="delete (default: list only)")
+    p.add_argument("--json", action="store_true", help="print the keys as JSON")
     p.set_defaults(func=_cmd_gc)

@@ -258,7 +258,7 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, ModelStore):
                         raise StoreError(
                             f"cannot roll task {task!r} back to version {to_version}: its blob "
                             f"{blob_hash} was garbage-collected from {self.uri}; choose a "
-                            "newer version (`mu2net status --version N`); nothing was "
+                            "newer version (`mu2net status --at N`); nothing was "
                             "published") from None
                     files[blob_hash] = os.path.join(copies, blob_hash)
                     with open(files[blob_hash], "wb") as f:

@@ -7,7 +7,7 @@ Public API (nothing here imports TensorFlow at import time):
 * `check_onboarding(name, view, mode)`: refuses a task already onboarded unless iterating;
 * `load_source(spec, ...)` / `parse_spec(spec)` (`mu2net.tasks.sources`);
 * the suite: `SUITE`, `suite_names()`, `load_suite_task(name)`, `ROOT_TASK_NAME`;
-* `make_dataset(...)` (`mu2net.tasks.preprocess`): the tf.data pipeline of method.md §5.5.
+* `make_dataset(...)` (`mu2net.tasks.preprocess`): the tf.data pipeline of docs/method.md §5.5.
 """
 
 from mu2net.tasks.base import ArrayTask, TaskData

@@ -16,7 +16,7 @@ from mu2net.task_info import SPLITS
 from mu2net.tasks.base import ArrayTask
 from mu2net.tasks.validate import check_learnable, check_validation_size
 
-SLICE_PERCENT = 5  # method.md §5.5: a missing test split is train[0:5%]
+SLICE_PERCENT = 5  # docs/method.md §5.5: a missing test split is train[0:5%]
 # A carved validation split: MIN_VALIDATION_EXAMPLES clamped to [10%, 25%] of its pool (why: see
 # `validation_size`).
 MIN_VALIDATION_EXAMPLES = 500
@@ -34,7 +34,7 @@ def validation_size(pool: int) -> int:
     """Examples to carve as validation from a pool of `pool` training examples:
     max(10%, min(500, 25%)), the 10% rounded up and the 25% rounded down.
 
-    This departs from method.md §5.5 (validation = train[5:10%]): the paper's datasets make 5%
+    This departs from docs/method.md §5.5 (validation = train[5:10%]): the paper's datasets make 5%
     thousands of images, but here 5% is 72-200 images, a standard error of 2-3.5 points at 90%
     accuracy, so "child >= parent" on validation admits lucky children. 500 images (1.3 points)
     where the data allows, at least 10%, at most 25% so tiny tasks keep most of their training
@@ -49,8 +49,8 @@ def carve_missing_splits(splits: Splits) -> tuple[dict[str, tuple[np.ndarray, np
                                                   list[str]]:
     """Fill missing test / validation splits from the front of train.
 
-    A missing test split is train[0:5%] (method.md §5.5). A missing validation split is the next
-    `validation_size(pool)` examples, the pool being train less any carved test: with neither
+    A missing test split is train[0:5%] (docs/method.md §5.5). A missing validation split is the
+    next `validation_size(pool)` examples, the pool being train less any carved test: with neither
     present and 10,000 examples, test = train[0:5%] (500), validation = train[500:1450] (950).
     Splits a source brings are kept. Deterministic: it slices, it never shuffles. Returns the
     new splits and one note per carved split.

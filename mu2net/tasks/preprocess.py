@@ -1,4 +1,4 @@
-"""tf.data input pipelines (method.md §5.5).
+"""tf.data input pipelines (docs/method.md §5.5).
 
 `make_dataset` turns a split's uint8 arrays into batches of float32 images in [-1, 1] at the
 path's image size, 3 channels. Training applies the data hyperparameters (`ds_*`) in the

@@ -7,8 +7,8 @@
   `val/`), `test/`, on local disk or `gs://`. Named after the last path element.
 * `demo:NAME` -- a task of the suite (`mu2net.tasks.suite`), real packaged data.
 
-Missing validation / test splits are carved per method.md §5.5. `gs://` locations are mirrored to
-a temporary local folder through google-cloud-storage (see `locations`).
+Missing validation / test splits are carved per docs/method.md §5.5. `gs://` locations are
+mirrored to a temporary local folder through google-cloud-storage (see `locations`).
 """
 
 from __future__ import annotations

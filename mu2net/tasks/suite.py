@@ -8,7 +8,7 @@ split; `SUITE[name].sizes` are the split sizes the tests check.
 Sources that come with a test split keep it; where the task defines a held-out test set this is
 said in its description; the remaining missing splits are carved by
 `prepare.carve_missing_splits`: validation is 500 examples clamped to 10-25% of the rest, larger
-than method.md §5.5's 5% so that validation accuracy can tell children apart. Load one with
+than docs/method.md §5.5's 5% so that validation accuracy can tell children apart. Load one with
 `load_suite_task(name)` or `ingest('demo:NAME')`.
 """
 
