@@ -64,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
+        from mu2net.commands.common import resolve_store
+
+        resolve_store(args)
         return args.func(args)
     # Named types only: anything else is a bug and keeps its traceback.
     except (Mu2NetError, OSError, ValueError) as exc:

@@ -306,8 +306,6 @@ def tpu() -> Config:
                                                    precision="mixed_bfloat16")
 
 
-DEFAULT_STORE = "gs://mu2net-models/shared"  # where deployed runs keep the shared model
-
 _FACTORIES = {"testing": testing, "cpu_demo": cpu_demo, "gpu": gpu, "tpu": tpu}
 
 

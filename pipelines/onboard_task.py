@@ -35,19 +35,18 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
         target: cpu, gpu or tpu: the node pool children train on.
         image: The training image; default: the config's image.
         light_image: The image of the light steps (CPU nodes); default: `image`.
-        store_uri: The store URI offered as the run form's default (empty: the config
-            module's `DEFAULT_STORE`).
+        store_uri: The store URI offered as the run form's default (empty: none, so every
+            run must pass `store_uri`; `mu2net compile` requires one).
         code_version: Recorded in every commit (the image tag `mu2net compile` uses).
         retry_backoff: Wait before retrying a failed or preempted step.
     """
-    from mu2net.config import DEFAULT_STORE, TARGETS, get_config
+    from mu2net.config import TARGETS, get_config
     from mu2net.errors import ConfigError
     from mu2net.resources import timed_pools
 
     if target not in TARGETS:
         raise ConfigError(f"target {target!r} is invalid: expected one of {list(TARGETS)}")
     config = get_config(config_name)
-    store_uri = store_uri or DEFAULT_STORE
     if image:
         config = config.replace(image=image)
     comps = build_components(config.image, light_image or config.image)

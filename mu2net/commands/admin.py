@@ -17,6 +17,7 @@ from mu2net.commands.common import (
     _root_cache_arg,
     _say,
     _store,
+    store_arg,
 )
 from mu2net.config import CONFIG_NAMES, get_config
 from mu2net.errors import ConfigError, Mu2NetError, SchemaError, StoreError
@@ -202,7 +203,7 @@ def _cmd_queue(args: argparse.Namespace) -> int:
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add this module's commands (`add` is the CLI's `add_parser`)."""
     p = add("init", help="create system version 0 (the root model) in a store")
-    p.add_argument("--store", required=True)
+    store_arg(p)
     p.add_argument("--root", required=True, help="random | npz:URI | pretrain:SPEC")
     _pretrain_args(p)
     p.set_defaults(func=_cmd_init)
@@ -215,13 +216,13 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_cmd_root)
 
     p = add("status", help="the system's tasks, accuracies, scores and parameters")
-    p.add_argument("--store", required=True)
+    store_arg(p)
     p.add_argument("--version", type=int, default=None)
     p.add_argument("--json", action="store_true", help="the pinned JSON format")
     p.set_defaults(func=_cmd_status)
 
     p = add("report", help="write the system graph and history as HTML")
-    p.add_argument("--store", required=True)
+    store_arg(p)
     p.add_argument("--out", required=True)
     p.add_argument("--version", type=int, default=None)
     p.set_defaults(func=_cmd_report)
@@ -229,7 +230,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("queue", help="the store's task queue (what scheduled runs onboard next)")
     p.add_argument("action", choices=("add", "list"))
     p.add_argument("specs", nargs="*", metavar="SPEC")
-    p.add_argument("--store", required=True)
+    store_arg(p)
     p.add_argument("--mode", choices=MODES, default="onboard")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_queue)

@@ -14,6 +14,7 @@ from mu2net.errors import StoreError
 
 DEFAULT_WORKDIR = "local_outputs"
 CACHE_ENV = "MU2NET_CACHE_DIR"  # where the CLI caches store reads (see user_cache_dir)
+STORE_ENV = "MU2NET_STORE"  # the store of every command that takes --store, when not given
 
 
 def _pipelines(module: str) -> Any:
@@ -48,6 +49,27 @@ def _check_store_uri(uri: str) -> None:
     if "://" not in local and os.path.exists(local) and not os.path.isdir(local):
         raise StoreError(f"--store {uri!r} is a file, not a store folder: give the folder "
                          "`mu2net init` created (or gs://bucket/prefix)")
+
+
+def store_arg(p: argparse.ArgumentParser, *, required: bool = True, help: str = "") -> None:
+    """`--store URI`. Not an argparse `required`: `resolve_store` takes `$MU2NET_STORE` when the
+    flag is absent and, for a command that needs a store, names both in its one-line error."""
+    p.add_argument("--store", default=None, metavar="URI",
+                   help=(help or "the store: a local folder or gs://bucket/prefix")
+                   + f" (default: ${STORE_ENV})")
+    p.set_defaults(store_required=required)
+
+
+def resolve_store(args: argparse.Namespace) -> None:
+    """Fill `args.store` from `$MU2NET_STORE` when --store was not given (the CLI calls this
+    once, before the command); a command that needs a store and has neither is refused here,
+    before anything runs. There is no default store: a bucket nobody chose is never used."""
+    if not hasattr(args, "store") or args.store is not None:
+        return
+    args.store = os.environ.get(STORE_ENV) or None
+    if args.store is None and getattr(args, "store_required", False):
+        raise StoreError(f"no store given: pass --store URI (a local folder or "
+                         f"gs://bucket/prefix) or set {STORE_ENV}")
 
 
 def _say(text: str) -> None:

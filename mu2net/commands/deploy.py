@@ -9,9 +9,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mu2net.commands.common import (
+    STORE_ENV,
     _pipelines,
+    store_arg,
 )
-from mu2net.config import CONFIG_NAMES, DEFAULT_STORE, TARGETS
+from mu2net.config import CONFIG_NAMES, TARGETS
 from mu2net.errors import ConfigError
 from mu2net.schema import MODES
 
@@ -37,13 +39,24 @@ def _images(args: argparse.Namespace) -> tuple[str, str, str]:
     return train, light, version
 
 
+def compiled_store(args: argparse.Namespace) -> str:
+    """The store a compile bakes in as the run form's default: --store (or --store-uri), else
+    `$MU2NET_STORE` (filled in by the CLI); there is no default bucket, so none is refused."""
+    store = getattr(args, "store_uri", None) or args.store
+    if not store:
+        raise ConfigError(f"compiling needs a store: pass --store gs://BUCKET/PREFIX (a bucket "
+                          f"you own) or set {STORE_ENV}")
+    return store
+
+
 def compile_to(args: argparse.Namespace) -> str:
     onboard = _pipelines("onboard_task")
+    store = compiled_store(args)
     train, light, version = _images(args)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, onboard.pipeline_name(args.config, args.target) + ".yaml")
     onboard.compile_pipeline(args.config, args.target, path, image=train, light_image=light,
-                             store_uri=args.store or DEFAULT_STORE, code_version=version)
+                             store_uri=store, code_version=version)
     return path
 
 
@@ -148,9 +161,10 @@ def _deploy_args(p: argparse.ArgumentParser, *, compile_only: bool = False) -> N
     p.add_argument("--registry", default="", help="image registry prefix, e.g. "
                                                   "europe-docker.pkg.dev/PROJECT/mu2net")
     p.add_argument("--code-version", default="", help="default: `mu2net version`")
-    p.add_argument("--store", default=None,
-                   help="the store URI: the run form's default when compiling, and the run's "
-                        "store_uri when submitting (default: " + DEFAULT_STORE + ")")
+    # compile needs a store; submit and schedule with --package send one only when given
+    store_arg(p, required=compile_only,
+              help="the store URI: the run form's default when compiling, and the run's "
+                   "store_uri when submitting (no default bucket)")
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:

@@ -16,6 +16,7 @@ from mu2net.commands.common import (
     _root_cache_arg,
     _say,
     _store,
+    store_arg,
 )
 from mu2net.config import CONFIG_NAMES, get_config
 from mu2net.errors import ConfigError, StoreError, TaskError
@@ -112,7 +113,7 @@ def _run_cycles(store_uri: str, tasks: Sequence[Sequence[tuple[str, str]]],
 
 
 def _local_args(p: argparse.ArgumentParser, default_config: str = "cpu_demo") -> None:
-    p.add_argument("--store", required=True, help="store URI (a folder or gs://bucket/prefix)")
+    store_arg(p, help="store URI (a folder or gs://bucket/prefix)")
     p.add_argument("--config", default=default_config, choices=CONFIG_NAMES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default=DEFAULT_WORKDIR,

@@ -9,6 +9,7 @@ from typing import Any
 
 from mu2net.commands.common import (
     _store,
+    store_arg,
 )
 from mu2net.errors import TaskError
 
@@ -72,7 +73,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add this module's commands (`add` is the CLI's `add_parser`)."""
     p = add("export", help="export one task's model for serving (.keras or SavedModel)")
-    p.add_argument("--store", required=True)
+    store_arg(p)
     p.add_argument("--task", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--format", choices=("keras", "savedmodel"), default="keras")
@@ -82,7 +83,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = add("predict", help="classify image files with one task's path")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--store", required=True)
+    store_arg(p)
     p.add_argument("--task", required=True)
     p.add_argument("--version", type=int, default=None)
     p.add_argument("--json", action="store_true")

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from mu2net.commands.common import _check_store_uri
+from mu2net.commands.common import _check_store_uri, store_arg
 from mu2net.errors import StoreError
 
 DEFAULT_RETENTION_HOURS = 7 * 24.0
@@ -82,7 +82,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, help="local folder or gs://bucket/prefix")
+    store_arg(p, help="local folder or gs://bucket/prefix")
 
 
 def _retention_arg(p: argparse.ArgumentParser) -> None:
