@@ -29,8 +29,11 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mu2net", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("config", help="print a named config as JSON (or its method version)")
-    p.add_argument("name", choices=CONFIG_NAMES)
+    p = sub.add_parser("config", help="print a config as JSON, the starting point of a config "
+                                      "file (`mu2net config cpu_demo > my.json`), or its "
+                                      "method version")
+    p.add_argument("name", metavar="NAME|FILE",
+                   help=f"a named config {list(CONFIG_NAMES)} or a .json/.yaml config file")
     p.add_argument("--method-version", action="store_true", help="print only the method version")
     p.set_defaults(func=_cmd_config)
 

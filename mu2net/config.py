@@ -1,6 +1,7 @@
 """One typed, frozen config per pipeline, with named variants.
 
-`get_config(name)` returns one of `testing`, `cpu_demo`, `gpu`, `tpu`. The method-relevant part
+`get_config(name)` returns one of `testing`, `cpu_demo`, `gpu`, `tpu`, or a config read from a
+JSON/YAML file (`mu2net.config_files`). The method-relevant part
 (architecture, hyperparameter space, search budgets, score constants) is serialised to canonical
 JSON and hashed: that hash is the *method version*, recorded in every path and every system
 version, so a change to the method itself can be rolled out to the live system and analysed per
@@ -310,11 +311,16 @@ _FACTORIES = {"testing": testing, "cpu_demo": cpu_demo, "gpu": gpu, "tpu": tpu}
 
 
 def get_config(name: str) -> Config:
-    """The named variant; an unknown name lists the valid ones."""
-    try:
+    """The named variant, or the config a `.json`/`.yaml` file describes
+    (`mu2net.config_files`); an unknown name lists the valid ones."""
+    if name in _FACTORIES:
         return _FACTORIES[name]()
-    except KeyError:
-        raise ConfigError(f"unknown config {name!r}; valid: {list(CONFIG_NAMES)}") from None
+    from mu2net.config_files import is_config_file, load_config_file
+
+    if is_config_file(name):
+        return load_config_file(name)
+    raise ConfigError(f"unknown config {name!r}; valid: {list(CONFIG_NAMES)} or a .json/.yaml "
+                      "file (`mu2net config NAME > my.json` writes a starting point)")
 
 
 # === helpers ================================================================================

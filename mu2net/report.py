@@ -12,8 +12,11 @@ pipeline's dashboards in the Kubeflow UI.
                       "components": [component id, ...]}}}
 
 Scores and accounted parameters are computed from the version read, never stored. A path's
-score needs its method's score constants: they come from the named config with that method
-version; a path made by a method version no named config has any more gets `"score": null`.
+score needs the score constants it was judged by: each path document records them
+(`score_constants`), so a config edited later or a config file never loses a score. Paths
+written before the constants were recorded (the old format) take them from the named config
+with the path's method version; such an old path whose method version no named config has any
+more gets `"score": null`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mu2net.config import CONFIG_NAMES, Config, get_config
+from mu2net.config import CONFIG_NAMES, Config, ScoreConfig, get_config
 from mu2net.errors import StoreError
 from mu2net.schema import ROOT_TASK, Path, SystemView
 
@@ -52,17 +55,29 @@ def path_flops(path: Path) -> int:
     return int(forward_flops(arch_from_path(path), path.hparams))
 
 
+def path_score_config(path: Path) -> ScoreConfig | None:
+    """The score constants a path was judged by: recorded in the path; for a path of the old
+    format (none recorded), the named config with its method version, if any."""
+    from mu2net.scoring import recorded_score_config
+
+    recorded = recorded_score_config(path)
+    if recorded is not None:
+        return recorded
+    config = config_for_method(path.method_version)
+    return None if config is None else config.score
+
+
 def path_entry(path: Path, view: SystemView) -> dict[str, Any]:
     """One task's line of the status JSON."""
     from mu2net.scoring import score_value
 
-    config = config_for_method(path.method_version)
+    constants = path_score_config(path)
     accounted = view.accounted_params(path)
     flops = path_flops(path)
     val = path.metrics.get("validation_accuracy")
     score = None
-    if config is not None and val is not None:
-        score = score_value(float(val), accounted, flops, config.score)
+    if constants is not None and val is not None:
+        score = score_value(float(val), accounted, flops, constants)
     return {"test_accuracy": _float(path.metrics.get("test_accuracy")),
             "validation_accuracy": _float(val), "score": _float(score),
             "accounted_params": accounted, "flops": flops,

@@ -47,7 +47,7 @@ from mu2net.schema import (
     check_mode,
     lock_holders,
 )
-from mu2net.scoring import forward_flops, path_score, score_value
+from mu2net.scoring import forward_flops, path_score, score_constants, score_value
 from mu2net.search_state import (
     Candidate,
     ChildResult,
@@ -285,7 +285,8 @@ def train_child(spec: ChildSpec, state: SearchState, system: SystemView, task: T
                     "examples_trained": outcome.examples, "flops": flops}
     path = Path(task=state.task, components=tuple(components), hparams=hparams,
                 method_version=config.method_version, parent=spec.parent,
-                parent_task=spec.parent_task, metrics=path_metrics)
+                parent_task=spec.parent_task, metrics=path_metrics,
+                score_constants=score_constants(config.score))
     metrics = {**path_metrics, "train_seconds": round(outcome.seconds, 3),
                "train_losses": outcome.losses, "steps": outcome.steps,
                "accounted_params": accounted, "replicas": outcome.replicas}
@@ -354,7 +355,8 @@ def close_cycle(state: SearchState, task: TaskData, config: Config, blobs: BlobS
                "offspring": int(best.offspring), "search": search_record(state)}
     path = Path(task=best.path.task, components=best.path.components,
                 hparams=best.path.hparams, method_version=best.path.method_version,
-                parent=best.path.parent, parent_task=best.path.parent_task, metrics=metrics)
+                parent=best.path.parent, parent_task=best.path.parent_task, metrics=metrics,
+                score_constants=best.path.score_constants)
     blob_files = {c.blob: state.staged_blobs[c.blob] for c in path.components
                   if c.blob in state.staged_blobs}
     return Extension(task=state.task, base_version=state.base_version, path=path,

@@ -31,7 +31,9 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
     """The pipeline function for one config and device target.
 
     Args:
-        config_name: A named config (testing, cpu_demo, gpu, tpu).
+        config_name: A named config (testing, cpu_demo, gpu, tpu) or a .json/.yaml config
+            file; the config's `name` names the pipeline, and every component reads the config
+            from its JSON, never by name.
         target: cpu, gpu or tpu: the node pool children train on.
         image: The training image; default: the config's image.
         light_image: The image of the light steps (CPU nodes); default: `image`.
@@ -63,7 +65,7 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
             task.set_caching_options(enable_caching=False)
         return place(task, light, retry_backoff=retry_backoff)
 
-    @dsl.pipeline(name=pipeline_name(config_name, target),
+    @dsl.pipeline(name=pipeline_name(config.name, target),
                   description=f"One mu2Net+ search cycle of one task ({config.name} config, "
                               f"method {config.method_version}, children on {target}), "
                               "committed as a new version of the shared model.")

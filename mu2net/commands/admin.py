@@ -17,16 +17,17 @@ from mu2net.commands.common import (
     _root_cache_arg,
     _say,
     _store,
+    config_arg,
     store_arg,
 )
-from mu2net.config import CONFIG_NAMES, get_config
+from mu2net.config import get_config
 from mu2net.errors import ConfigError, Mu2NetError, SchemaError, StoreError
 from mu2net.schema import MODES
 
 
 def _pretrain_args(p: argparse.ArgumentParser) -> None:
     """The options of a pretrained root (`init --root pretrain:...`, `root build`)."""
-    p.add_argument("--config", default="cpu_demo", choices=CONFIG_NAMES)
+    config_arg(p, "cpu_demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default="")
     p.add_argument("--examples", type=int, default=0,

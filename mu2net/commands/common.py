@@ -51,6 +51,17 @@ def _check_store_uri(uri: str) -> None:
                          "`mu2net init` created (or gs://bucket/prefix)")
 
 
+def config_arg(p: argparse.ArgumentParser, default: str) -> None:
+    """`--config NAME|FILE`: a named variant or a .json/.yaml file (`mu2net.config_files`),
+    checked when the command runs, so a bad file gets its one-line error."""
+    from mu2net.config import CONFIG_NAMES
+
+    p.add_argument("--config", default=default, metavar="NAME|FILE",
+                   help=f"a named config {list(CONFIG_NAMES)} or a .json/.yaml config file "
+                        "(`mu2net config NAME > my.json` writes a starting point; default: "
+                        "%(default)s)")
+
+
 def store_arg(p: argparse.ArgumentParser, *, required: bool = True, help: str = "") -> None:
     """`--store URI`. Not an argparse `required`: `resolve_store` takes `$MU2NET_STORE` when the
     flag is absent and, for a command that needs a store, names both in its one-line error."""

@@ -11,9 +11,10 @@ from typing import Any
 from mu2net.commands.common import (
     STORE_ENV,
     _pipelines,
+    config_arg,
     store_arg,
 )
-from mu2net.config import CONFIG_NAMES, TARGETS
+from mu2net.config import TARGETS, get_config
 from mu2net.errors import ConfigError
 from mu2net.schema import MODES
 
@@ -54,7 +55,8 @@ def compile_to(args: argparse.Namespace) -> str:
     store = compiled_store(args)
     train, light, version = _images(args)
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, onboard.pipeline_name(args.config, args.target) + ".yaml")
+    name = get_config(args.config).name  # a config file's `name` names its pipeline
+    path = os.path.join(args.out, onboard.pipeline_name(name, args.target) + ".yaml")
     onboard.compile_pipeline(args.config, args.target, path, image=train, light_image=light,
                              store_uri=store, code_version=version)
     return path
@@ -152,7 +154,7 @@ def _deploy_args(p: argparse.ArgumentParser, *, compile_only: bool = False) -> N
         p.add_argument("--data-dir", dest="data_dir", default=None,
                        help="the run's data_dir: where tfds: sources read prepared data, e.g. "
                             "a gs:// folder of TFDS datasets (ingestion never downloads)")
-    p.add_argument("--config", default="gpu", choices=CONFIG_NAMES)
+    config_arg(p, "gpu")
     p.add_argument("--target", default="gpu", choices=TARGETS)
     p.add_argument("--image", help="training image (default: <registry>/mu2net-<target>:<code "
                                    "version>)")

@@ -16,9 +16,10 @@ from mu2net.commands.common import (
     _root_cache_arg,
     _say,
     _store,
+    config_arg,
     store_arg,
 )
-from mu2net.config import CONFIG_NAMES, get_config
+from mu2net.config import get_config
 from mu2net.errors import ConfigError, StoreError, TaskError
 
 DEMO_TASKS = ("demo:mnist_5k", "demo:glyph_letters")
@@ -114,7 +115,7 @@ def _run_cycles(store_uri: str, tasks: Sequence[Sequence[tuple[str, str]]],
 
 def _local_args(p: argparse.ArgumentParser, default_config: str = "cpu_demo") -> None:
     store_arg(p, help="store URI (a folder or gs://bucket/prefix)")
-    p.add_argument("--config", default=default_config, choices=CONFIG_NAMES)
+    config_arg(p, default_config)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default=DEFAULT_WORKDIR,
                    help="kfp.local pipeline root and logs (default: %(default)s)")
