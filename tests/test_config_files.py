@@ -7,6 +7,7 @@ import json
 
 import pytest
 import yaml
+from mu2net_helpers import digits_task, random_root_store
 
 from mu2net.cli import main
 from mu2net.config import CONFIG_NAMES, get_config
@@ -14,7 +15,6 @@ from mu2net.errors import ConfigError
 from mu2net.report import status_dict
 from mu2net.schema import Path
 from mu2net.scoring import score_value
-from mu2net_helpers import digits_task, random_root_store
 
 
 def starting_point(name, capsys) -> dict:
