@@ -96,6 +96,21 @@ class ScoreConfig:
 
 
 @dataclass(frozen=True)
+class PublishConfig:
+    """Publishing policy: which of a cycle's paths become a version. Not part of the method
+    (not hashed into the method version): it decides what is kept, not how a path is found
+    or scored. `min_improvement`: a path of a task already in the system is published only if
+    its score beats the current one by at least this much (0: off, any changed path is
+    published; a cycle that keeps its parent's path never is, see `mu2net.store.publish`)."""
+
+    min_improvement: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.min_improvement >= 0, "publish.min_improvement", self.min_improvement,
+                 "a score gain >= 0 (0: off)")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of the onboarding pipeline."""
 
@@ -105,6 +120,7 @@ class Config:
     search: SearchConfig
     score: ScoreConfig
     placement: PlacementConfig = field(default_factory=PlacementConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
     root_task: str = "demo:fashion_mnist"
     root_pretrain_examples: int = 60_000
     root_pretrain_lr: float = 1e-3  # Adam peak learning rate of root pretraining
@@ -164,6 +180,8 @@ class Config:
                 score=ScoreConfig(**data["score"]),
                 placement=PlacementConfig(**{
                     k: NodePool(**_tuplify(v)) for k, v in data["placement"].items()}),
+                # absent from configs recorded before the publishing policy existed
+                publish=PublishConfig(**data.get("publish", {})),
                 root_task=data["root_task"],
                 root_pretrain_examples=data["root_pretrain_examples"],
                 root_pretrain_lr=data["root_pretrain_lr"],

@@ -128,9 +128,12 @@ def _fmt(x: float | None) -> str:
 
 
 def one_line(commit: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
-    """`task: version N (new|existing) test 0.8123 val 0.8301 score 0.8299 ...`"""
+    """`task: version N committed: test 0.8123, val 0.8301, score 0.8299, ...`, or, when
+    nothing was published, `task: no change: version N kept ...: test ...` (the kept path's)."""
     state = "committed" if commit.get("created") else "already committed"
     head = f"{commit['task']}: version {commit['version']} {state}"
+    if commit.get("note"):
+        head = f"{commit['task']}: {commit['note']}"
     parts = []
     for key, label in (("test_accuracy", "test"), ("validation_accuracy", "val"),
                        ("score", "score")):
@@ -145,15 +148,21 @@ def run_markdown(commit: Mapping[str, Any], metrics: Mapping[str, float], view: 
                  config: Config, confusion: Sequence[Sequence[int]]) -> str:
     path = view.paths[commit["task"]]
     reused = [c.id for c in path.components if c.creator != path.task]
-    new = [c.id for c in path.components if c.creator == path.task]
+    # new in this run (commits since issue 24 list them); older records: the task's own
+    new = list(commit["new_components"]) if "new_components" in commit else \
+        [c.id for c in path.components if c.creator == path.task]
+    if commit.get("note"):
+        outcome = f"published nothing: {commit['note']}"
+    else:
+        outcome = (f"{'created' if commit.get('created') else 'found (retried run)'} version "
+                   f"{commit['version']}" + (f" after {commit['rebases']} rebase(s)"
+                                             if commit.get("rebases") else ""))
     lines = [
         f"# {commit['task']}: system version {commit['version']}",
         "",
         f"Run `{commit['run_id']}` searched from base version {commit['base_version']} with "
         f"the `{config.name}` config (method version `{config.method_version}`); the commit "
-        f"{'created' if commit.get('created') else 'found (retried run)'} version "
-        f"{commit['version']}" + (f" after {commit['rebases']} rebase(s)"
-                                  if commit.get("rebases") else "") + ".",
+        f"{outcome}.",
         "",
         "| metric | value |", "|---|---|",
     ]

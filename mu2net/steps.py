@@ -283,7 +283,7 @@ def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: 
     extension = search.close_cycle(state, task, config, store, code_version=code_version)
     store.acquire_lease(state.run_id, ttl_s=lease_ttl(config, target),
                         base_version=state.base_version)
-    result = store.commit(extension)
+    result = store.commit(extension, min_gain=config.publish.min_improvement)
     _maybe_inject_fault(fault_marker)
     if request.get("queue_entry"):
         store.finish(request["queue_entry"])  # idempotent
@@ -292,16 +292,21 @@ def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: 
     committed = view.paths[extension.task]
     doc = extension.to_dict()
     _write_json(os.path.join(extension_dir, EXTENSION_FILE), doc)
+    # `note`: why nothing was published (no change, below the gate); then `version` is the
+    # kept head and `path_hash` the task's path there.
+    new = [] if result.note else [c.id for c in committed.components
+                                  if c.blob in extension.blob_files]
     commit_doc = {"version": result.version, "created": result.created,
                   "bytes_written": result.bytes_written, "rebases": result.rebases,
                   "decision": result.decision, "task": extension.task,
                   "base_version": extension.base_version, "run_id": extension.run_id,
-                  "path_hash": committed.hash}
+                  "path_hash": committed.hash, "published": not result.note,
+                  "note": result.note, "new_components": new}
     _write_json(os.path.join(extension_dir, COMMIT_FILE), commit_doc)
     return {"version": int(result.version),
             "metrics": {**path_metrics(committed, view, config),
                         "version": float(result.version),
-                        "new_components": float(len(extension.blob_files))},
+                        "new_components": float(len(new))},
             "metadata": {k: v for k, v in commit_doc.items() if v is not None}}
 
 

@@ -9,7 +9,7 @@ import yaml
 
 from mu2net.cli import main
 from mu2net.config import get_config
-from tests.mu2net_helpers import random_root_store
+from mu2net_helpers import random_root_store
 
 
 @pytest.fixture(autouse=True)

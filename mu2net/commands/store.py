@@ -18,6 +18,10 @@ from mu2net.commands.common import _check_store_uri, store_arg
 from mu2net.errors import StoreError
 
 DEFAULT_RETENTION_HOURS = 7 * 24.0
+AMORTISATION_NOTE = (
+    "note: a component shared by several tasks counts 1/k of its parameters for each of its "
+    "k users (accounted params), so other tasks that share components with this one may show "
+    "other accounted params and scores in the new version, although their paths did not change")
 
 
 def open_existing_store(uri: str) -> Any:
@@ -65,9 +69,13 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     store = open_existing_store(args.store)
     run_id = args.run_id or f"rollback-{uuid.uuid4().hex[:12]}"
     result = store.rollback_task(args.task, args.to_version, run_id)
+    if result.note:  # the task already has that path: nothing published
+        print(f"rollback of {args.task!r}: {result.note}")
+        return 0
     verb = "committed" if result.created else "was already committed as"
     print(f"rollback of {args.task!r} to its path at version {args.to_version} {verb} version "
           f"{result.version} (run id {run_id})")
+    print(AMORTISATION_NOTE)
     return 0
 
 
@@ -125,3 +133,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     _retention_arg(p)
     p.add_argument("--apply", action="store_true", help="delete (default: list only)")
     p.set_defaults(func=_cmd_gc)
+
+    from mu2net.commands import aliases
+
+    aliases.register(add)

@@ -1,0 +1,72 @@
+"""What a commit publishes: only what changed (issue 24's publishing rules).
+
+* A cycle that keeps its parent's path (its best path is the model the task already had at the
+  cycle's base version: the same components and hyperparameters, whatever metrics the cycle
+  added) publishes no version: "no change: version N kept".
+* A rollback to the path the task already has at the head publishes no version.
+* An optional minimum-improvement gate (`PublishConfig.min_improvement`, off at 0): a path of
+  a task the head already has is published only if its score, read against the version it
+  would create, beats the head path's score by at least the gate.
+
+Each rule returns the note the commit reports instead of a version (`CommitResult.note`), or
+"" to publish. Nothing here writes: a refused commit is repeated safely, and says the same.
+The gate is checked against the head at commit time; a commit of the same task racing it is
+still decided by score when the index is created (`_ExtensionMerge`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from mu2net.schema import Path, SystemView
+
+
+def same_model(a: Path, b: Path) -> bool:
+    """Whether two paths are the same model: same task, components and hyperparameters
+    (metrics and search records may differ)."""
+    return (a.task == b.task and a.component_ids == b.component_ids
+            and dict(a.hparams) == dict(b.hparams))
+
+
+def unchanged_note(store: Any, path: Path, base_hash: str | None, head: int) -> str:
+    """The note of a cycle whose path is the one the task had at its base version."""
+    if base_hash is None:
+        return ""
+    if base_hash != path.hash and not same_model(store.read_path(base_hash), path):
+        return ""
+    return (f"no change: version {head} kept (the cycle's best path is the task's current "
+            "one; nothing was published)")
+
+
+def rollback_note(head_hash: str | None, target_hash: str, task: str, to_version: int,
+                  head: int) -> str:
+    """The note of a rollback to the path the task already has at the head."""
+    if head_hash != target_hash:
+        return ""
+    return (f"no change: version {head} kept (task {task!r} already has the path of version "
+            f"{to_version}; nothing was published)")
+
+
+def gate_note(store: Any, path: Path, scorer: Any, min_gain: float, head: int) -> str:
+    """The note of a path whose gain over the head's path of its task is below the gate."""
+    if not min_gain or min_gain <= 0:
+        return ""
+    version = store.read_version(head)
+    current = version.tasks.get(path.task)
+    if current is None:  # a new task: nothing to beat
+        return ""
+    if scorer is None:
+        from mu2net.errors import StoreError
+
+        raise StoreError("a minimum-improvement gate needs the method's scorer: open the "
+                         "store with the config (open_store(uri, config))")
+    view = store.load_system(head)
+    merged = SystemView(version=replace(version, number=head + 1, parent=head,
+                                        tasks={**version.tasks, path.task: path.hash}),
+                        root=view.root, paths={**view.paths, path.task: path})
+    gain = scorer(path, merged) - scorer(view.paths[path.task], view)
+    if gain >= min_gain:
+        return ""
+    return (f"not published: gain {gain:.4g} < gate {min_gain:.4g} (score against version "
+            f"{head}; version {head} kept)")
