@@ -6,10 +6,10 @@ import json
 
 import pytest
 import yaml
+from mu2net_helpers import random_root_store
 
 from mu2net.cli import main
 from mu2net.config import get_config
-from mu2net_helpers import random_root_store
 
 
 @pytest.fixture(autouse=True)
