@@ -13,19 +13,22 @@ NEXT = "next"  # the task_spec that asks for the queue's next entry
 
 
 
-def gain_ranking(view: Any) -> list[tuple[float, str]]:
+def gain_ranking(view: Any, store: Any = None) -> list[tuple[float, str]]:
     """Tasks by expected gain of one more cycle, best first.
 
     The rule: gain = (1 - validation accuracy) / (1 + cycles so far). The error left is the
     headroom; dividing by the cycles already spent favours tasks the search has explored
     least (each cycle has diminishing returns). Ties go to the task name, alphabetically.
     The cycle count is the one each path records (`metrics["num_cycles"]`, set when its cycle
-    closed), so ranking reads one version, never the history.
+    closed), so ranking reads one version, never the history; with the `store`, the cycles
+    that kept the path since (published nothing, `store.kept_searches`) count too.
     """
     ranked = []
     for task, path in view.paths.items():
         accuracy = float(path.metrics.get("validation_accuracy", 0.0))
         cycles = int(path.metrics.get("num_cycles", 1))
+        if store is not None:
+            cycles += store.kept_searches(task, path.hash)
         ranked.append(((1.0 - accuracy) / (1 + cycles), task))
     return sorted(ranked, key=lambda item: (-item[0], item[1]))
 
@@ -35,7 +38,7 @@ def pick_task_to_iterate(store: Any) -> str | None:
     head = store.head()
     if head is None:
         return None
-    ranking = gain_ranking(store.load_system(head))
+    ranking = gain_ranking(store.load_system(head), store)
     return ranking[0][1] if ranking else None
 
 

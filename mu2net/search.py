@@ -104,11 +104,13 @@ def planned_accounted_params(spec: ChildSpec, system: SystemView, config: Config
 
 
 def start_cycle(system: SystemView, task_info: TaskInfo, config: Config, *, seed: int,
-                run_id: str, mode: str = "onboard") -> SearchState:
+                run_id: str, mode: str = "onboard", kept_cycles: int = 0) -> SearchState:
     """The state at the start of one cycle. `onboard`: the task is new to the system and the
     population starts empty. `iterate`: the task's published path is the population's first
     member, scored against the system, and its own unshared components become trainable
-    (they are always cloned, never modified)."""
+    (they are always cloned, never modified). `kept_cycles`: cycles since that path was
+    published that kept it (published nothing; `store.kept_searches`): they count, so this
+    cycle's seeds differ from theirs."""
     check_mode(mode)
     population: tuple[Candidate, ...] = ()
     cycle = 0
@@ -124,7 +126,7 @@ def start_cycle(system: SystemView, task_info: TaskInfo, config: Config, *, seed
         # Offspring counts persist across cycles (mu3Net keeps the retained path object, with
         # its count, from one cycle to the next), so decay selection keeps decaying.
         population = (Candidate(published, score, int(published.metrics.get("offspring", 0))),)
-        cycle = int(published.metrics.get("num_cycles", 1))
+        cycle = int(published.metrics.get("num_cycles", 1)) + int(kept_cycles)
     return SearchState(task=task_info.name, task_info=task_info, config_name=config.name,
                        method_version=config.method_version, base_version=system.number,
                        seed=int(seed), run_id=run_id, mode=mode, cycle=cycle, generation=0,

@@ -169,7 +169,7 @@ def test_compiled_pipelines_reference_the_built_images(target, tmp_path):
     registry = "europe-docker.pkg.dev/proj/mu2net"
     args = argparse.Namespace(config="testing", target=target, out=str(tmp_path), image=None,
                               light_image=None, registry=registry, code_version="",
-                              store=None)
+                              store="gs://b/store")
     spec = next(yaml.safe_load_all(pathlib.Path(compile_to(args)).read_text()))
     images = {}
     for name, executor in spec["deploymentSpec"]["executors"].items():

@@ -183,3 +183,29 @@ def test_a_rollback_explains_amortisation(tmp_path, capsys):
     assert "no change: version 3 kept" in capsys.readouterr().out
     assert store.head() == 3
 
+
+
+def test_cycles_that_kept_the_path_count_for_the_next_cycle_and_the_gain_rule(
+        store_uri, tmp_path):
+    """Without a record, a cycle after one that published nothing would start at the same
+    cycle number (the same seeds: the same search again) and the re-evolution rule would
+    rank the task as if it had not been searched."""
+    from mu2net.queue import gain_ranking
+
+    store = make_store(store_uri)
+    root = init_store(store, str(tmp_path))
+    a1 = make_extension(str(tmp_path), root, "cifar", "a1", 0, accuracy=0.6)
+    store.commit(a1)
+    store.commit(make_extension(str(tmp_path), root, "svhn", "b1", 1, accuracy=0.6))
+    path_hash = a1.path.hash
+    assert store.kept_searches("cifar", path_hash) == 0
+    for run in ("k1", "k2", "k2"):  # k2 retried: counted once
+        assert store.commit(same_model_new_metrics(a1, run, 2)).note
+    assert store.kept_searches("cifar", path_hash) == 2
+    view = store.load_system()
+    assert [name for _, name in gain_ranking(view)] == ["cifar", "svhn"]  # a tie: by name
+    assert [name for _, name in gain_ranking(view, store)] == ["svhn", "cifar"]
+    # a new path of the task restarts the count
+    a2 = make_extension(str(tmp_path), root, "cifar", "a2", 2, accuracy=0.7)
+    store.commit(a2)
+    assert store.kept_searches("cifar", a2.path.hash) == 0

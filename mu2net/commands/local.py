@@ -151,7 +151,7 @@ def _cmd_iterate(args: argparse.Namespace) -> int:
         head = store.head()
         if head is None:
             raise StoreError(f"store {args.store!r} is empty")
-        tasks = [name for _, name in gain_ranking(store.load_system(head))]
+        tasks = [name for _, name in gain_ranking(store.load_system(head), store)]
         if not tasks:
             raise TaskError(f"store {args.store!r} holds no task to iterate")
     return _run_cycles(args.store, [[(name, "iterate")] for name in tasks], args)

@@ -70,3 +70,52 @@ def gate_note(store: Any, path: Path, scorer: Any, min_gain: float, head: int) -
         return ""
     return (f"not published: gain {gain:.4g} < gate {min_gain:.4g} (score against version "
             f"{head}; version {head} kept)")
+
+
+# === searches that kept the task's path =====================================================
+
+
+class KeptSearchOps:
+    """Counts of the cycles that published nothing, per task path (mixed into the store).
+
+    A cycle that publishes nothing leaves the path's `num_cycles` as it was; without a record,
+    the next cycle of that task would start from the same cycle number, hence the same seeds,
+    and repeat the search exactly, and the re-evolution rule (`mu2net.queue.gain_ranking`)
+    would pick the task again as if it had not been searched. So each such cycle's run id is
+    recorded in `searches/<task>.json` ({"path": the task's path hash, "runs": [...]}, by
+    compare-and-swap, idempotent per run id); the count restarts when the task's path changes.
+    """
+
+    backend: Any
+    max_attempts: int
+
+    def record_kept_search(self, task: str, path_hash: str, run_id: str) -> int:
+        """Record that run `run_id` searched `task` from `path_hash` and kept it; the count."""
+        from mu2net.errors import ConflictError
+        from mu2net.store.layout import encode, parse_json
+
+        key = f"searches/{task}.json"
+        for _ in range(self.max_attempts):
+            got = self.backend.read(key)
+            doc = parse_json(got[0], key) if got is not None else {}
+            runs = list(doc.get("runs", [])) if doc.get("path") == path_hash else []
+            if run_id in runs:
+                return len(runs)
+            new = {"schema": "mu2net/kept_searches/v1", "task": task, "path": path_hash,
+                   "runs": [*runs, run_id]}
+            try:
+                self.backend.write(key, encode(new),
+                                   if_generation_match=got[1] if got is not None else 0)
+                return len(new["runs"])
+            except ConflictError:
+                continue
+        raise ConflictError(f"{key} kept changing; retry later")
+
+    def kept_searches(self, task: str, path_hash: str) -> int:
+        """How many cycles searched `task` from `path_hash` and kept it."""
+        from mu2net.store.layout import parse_json
+
+        key = f"searches/{task}.json"
+        got = self.backend.read(key)
+        doc = parse_json(got[0], key) if got is not None else {}
+        return len(doc.get("runs", [])) if doc.get("path") == path_hash else 0

@@ -11,6 +11,7 @@ Layout under the store root (every key but `HEAD`, queue entries and leases is w
     tasks/<name>/<content_hash>.json   prepared-task metadata (`TaskInfo`)
     queue/<entry id>.json              task-queue entries, each moved by compare-and-swap
     aliases/<task>/<alias>.json        task aliases (e.g. prod), each moved by compare-and-swap
+    searches/<task>.json               cycles that kept the task's path (compare-and-swap)
     leases/<sha256(run id)[:40]>.json  run leases that garbage collection respects
 
 Commit protocol. The commit point is the create-only write of `versions/<N+1>`
@@ -68,7 +69,7 @@ from mu2net.store.layout import (
     read_blob_file,
     version_key,
 )
-from mu2net.store.publish import gate_note, rollback_note, unchanged_note
+from mu2net.store.publish import KeptSearchOps, gate_note, rollback_note, unchanged_note
 from mu2net.store.queue import QueueOps
 from mu2net.store.reads import ReadOps
 
@@ -93,7 +94,7 @@ def validation_accuracy(path: Path) -> float:
 # === the store ==============================================================================
 
 
-class VersionedStore(ReadOps, QueueOps, CollectionOps, AliasOps, ModelStore):
+class VersionedStore(ReadOps, QueueOps, CollectionOps, AliasOps, KeptSearchOps, ModelStore):
     """The versioned shared model on one backend. See the module docstring for the protocol.
 
     Args:
@@ -220,7 +221,10 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, AliasOps, ModelStore):
         # refused commit is refused again with the same note.
         note = (unchanged_note(self, path, base.tasks.get(ext.task), head)
                 or gate_note(self, path, scorer or self.scorer, min_gain, head))
-        if note:
+        if note:  # the next cycle of the task must not repeat this one (KeptSearchOps)
+            current = self.read_version(head).tasks.get(ext.task)
+            if current is not None:
+                self.record_kept_search(ext.task, current, ext.run_id)
             return CommitResult(version=head, created=False, note=note)
         written, present = self._upload_files(ext.blob_files)
         self._verify_blobs(path, skip=set(ext.blob_files) - present)
