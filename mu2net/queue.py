@@ -113,3 +113,65 @@ def ingest_request(store: Any, request: dict[str, Any], task_dir: str,
         raise
     store.put_task_info(info)
     return info
+
+
+# === adding to and editing the queue ========================================================
+
+
+def entry_task(spec: str, mode: str) -> str:
+    """The task name a queue entry works on: an iterate entry may name the task itself."""
+    if mode == "iterate" and ":" not in spec:
+        return spec
+    from mu2net.tasks.sources import parse_spec
+
+    return parse_spec(spec).default_name()
+
+
+def check_new_entry(store: Any, spec: str, mode: str) -> None:
+    """Refuse an entry that a run could only fail on or that repeats a waiting one.
+
+    * `onboard` of a task the head already has is refused, not converted to an iterate entry:
+      an iterate entry spends a whole search cycle (up to tens of accelerator-hours at the gpu
+      config) that nobody asked for, while the refusal costs one command
+      (`--mode iterate`) to say so;
+    * `iterate` of a task that is neither in the head nor waiting to be onboarded is refused;
+    * an entry for a task that already has a pending entry of the same mode is refused as a
+      duplicate, and an onboard also while one is running (the second would fail at ingest).
+    """
+    task = entry_task(spec, mode)
+    head = store.head()
+    tasks = store.read_version(head).tasks if head is not None else {}
+    waiting = [e for e in store.queue() if e.state in ("pending", "running")
+               and _same_task(e, task)]
+    if mode == "onboard" and task in tasks:
+        raise TaskError(f"task {task!r} is already onboarded (system version {head}): queue "
+                        f"another search cycle with `mu2net queue add {task} --mode iterate`")
+    if mode == "iterate" and task not in tasks and not any(e.mode == "onboard"
+                                                           for e in waiting):
+        raise TaskError(f"task {task!r} is not in system version {head} and not queued: "
+                        f"queue its source with --mode onboard first")
+    for e in waiting:  # a running iterate may be followed by another cycle; an onboard not
+        if e.mode == mode and (e.state == "pending" or mode == "onboard"):
+            raise TaskError(f"task {task!r} already has a {e.state} {e.mode} entry {e.id} "
+                            f"({e.spec}): remove it first (`mu2net queue remove {e.id}`)")
+
+
+def _same_task(entry: Any, task: str) -> bool:
+    try:
+        return entry_task(entry.spec, entry.mode) == task
+    except (TaskError, ConfigError, SchemaError):  # a bad entry names no task
+        return False
+
+
+def entries_to_remove(store: Any, target: str) -> list[Any]:
+    """The entries `queue remove ID|TASK` deletes: the entry with that id, else every pending
+    or failed entry of that task."""
+    entries = store.queue()
+    by_id = [e for e in entries if e.id == target]
+    if by_id:
+        return by_id
+    of_task = [e for e in entries if e.state in ("pending", "failed") and _same_task(e, target)]
+    if not of_task:
+        raise TaskError(f"no queue entry {target!r} and no pending or failed entry of a task "
+                        f"{target!r}; entries: {[e.id for e in entries][:20]}")
+    return of_task

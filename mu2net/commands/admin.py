@@ -184,10 +184,15 @@ def _cmd_queue(args: argparse.Namespace) -> int:
         if store.head() is None:
             raise StoreError(f"store {args.store!r} is not initialised: run `mu2net init "
                              f"--store {args.store} --root ...` before queueing tasks")
-        for spec in specs:
+        from mu2net.queue import check_new_entry
+
+        for spec in specs:  # each checked against the queue as the previous ones left it
+            check_new_entry(store, spec, args.mode)
             entry = store.enqueue(spec, args.mode)
             print(f"queued {entry.id}: {entry.spec} ({entry.mode})")
         return 0
+    if args.action in ("remove", "retry"):
+        return _queue_edit(store, args)
     entries = store.queue()
     if args.json:
         print(json.dumps([e.__dict__ | {"extra": dict(e.extra)} for e in entries], indent=2))
@@ -198,6 +203,24 @@ def _cmd_queue(args: argparse.Namespace) -> int:
         tail = f" run {e.run_id}" if e.run_id else ""
         tail += f" error: {e.error}" if e.error else ""
         print(f"{e.id}  {e.state:<8} {e.mode:<8} {e.spec}{tail}")
+    return 0
+
+
+def _queue_edit(store: Any, args: argparse.Namespace) -> int:
+    """`queue remove ID|TASK` and `queue retry ID`."""
+    from mu2net.queue import entries_to_remove
+
+    if len(args.specs) != 1:
+        raise ConfigError(f"queue {args.action} needs exactly one "
+                          f"{'entry id or task' if args.action == 'remove' else 'entry id'}, "
+                          f"got {args.specs}")
+    if args.action == "retry":
+        entry = store.retry_entry(args.specs[0])
+        print(f"retrying {entry.id}: {entry.spec} ({entry.mode}) is pending again")
+        return 0
+    for entry in entries_to_remove(store, args.specs[0]):
+        store.remove_entry(entry.id)
+        print(f"removed {entry.id}: {entry.spec} ({entry.mode}, was {entry.state})")
     return 0
 
 
@@ -228,9 +251,12 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--version", type=int, default=None)
     p.set_defaults(func=_cmd_report)
 
-    p = add("queue", help="the store's task queue (what scheduled runs onboard next)")
-    p.add_argument("action", choices=("add", "list"))
-    p.add_argument("specs", nargs="*", metavar="SPEC")
+    p = add("queue", help="the store's task queue (what scheduled runs onboard next): add SPEC "
+                          "..., list, remove ID|TASK, retry ID (a failed entry)")
+    p.add_argument("action", choices=("add", "list", "remove", "retry"))
+    p.add_argument("specs", nargs="*", metavar="SPEC|ID|TASK",
+                   help="add: task sources (or task names with --mode iterate); remove: an "
+                        "entry id or a task; retry: an entry id")
     store_arg(p)
     p.add_argument("--mode", choices=MODES, default="onboard")
     p.add_argument("--json", action="store_true")
