@@ -10,7 +10,7 @@ import yaml
 from mu2net_helpers import digits_task, random_root_store
 
 from mu2net.cli import main
-from mu2net.config import CONFIG_NAMES, get_config
+from mu2net.config import CONFIG_NAMES, Config, get_config
 from mu2net.errors import ConfigError
 from mu2net.report import status_dict
 from mu2net.schema import Path
@@ -147,3 +147,17 @@ def test_old_paths_without_recorded_constants_read_the_named_config(tmp_path):
                                                           "flops_ref": 1.0e30})
     assert path_entry(recorded, view)["score"] == pytest.approx(
         0.5 * 0.5 ** (path_entry(recorded, view)["accounted_params"]))
+
+
+def test_compile_with_a_config_file_names_the_pipeline_after_it(tmp_path, capsys):
+    doc = edited(capsys, children_per_generation=3)
+    path = write(tmp_path, doc, "my.yaml")
+    out = tmp_path / "build"
+    assert main(["compile", "--config", path, "--target", "cpu", "--out", str(out),
+                 "--registry", "r.example/p", "--store", "gs://b/s"]) == 0
+    text = (out / "onboard-my-testing-cpu.yaml").read_text()
+    spec = next(yaml.safe_load_all(text))
+    config_json = spec["root"]["dag"]["tasks"]["ingest-task"]["inputs"]["parameters"][
+        "config_json"]["runtimeValue"]["constant"]
+    compiled, config = Config.from_json(config_json), get_config(path)  # what components read
+    assert compiled.replace(image=config.image) == config
