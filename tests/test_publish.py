@@ -12,7 +12,7 @@ from mu2net_helpers import digits_task, random_root_store
 from test_store import init_store, make_extension, make_store
 
 from mu2net.cli import main
-from mu2net.config import PublishConfig, get_config
+from mu2net.config import get_config
 from mu2net.errors import ConfigError, SchemaError, StoreError
 from mu2net.report import one_line
 from mu2net.store.layout import blob_key
@@ -73,6 +73,8 @@ def test_minimum_improvement_gate(store_uri, tmp_path):
 
 
 def test_the_gate_is_a_publishing_policy_not_part_of_the_method():
+    from mu2net.config import PublishConfig
+
     testing = get_config("testing")
     gated = testing.replace(publish=PublishConfig(min_improvement=0.01))
     assert gated.method_version == testing.method_version
