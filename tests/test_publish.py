@@ -211,3 +211,64 @@ def test_cycles_that_kept_the_path_count_for_the_next_cycle_and_the_gain_rule(
     a2 = make_extension(str(tmp_path), root, "cifar", "a2", 2, accuracy=0.7)
     store.commit(a2)
     assert store.kept_searches("cifar", a2.path.hash) == 0
+
+
+def test_the_pipeline_steps_of_a_no_change_cycle_succeed_and_say_so(tmp_path):
+    """Through the pipeline's glue (`mu2net.steps`): a task onboarded in one tiny cycle, then
+    an iterate cycle whose population never changed. Its commit step succeeds, publishes
+    nothing, and is safe to run again; the report says "no change: version 1 kept"; the next
+    cycle starts at a later cycle number (other seeds)."""
+    import os
+
+    from mu2net import steps
+    from mu2net.store import open_store
+
+    config = get_config("testing")
+    config = config.replace(search=dataclasses.replace(
+        config.search, children_per_generation=1, generations_per_cycle=1,
+        validations_per_child=1))
+    cfg = {"config_json": config.to_json(), "config_hash": config.config_hash}
+    uri = random_root_store(tmp_path, config).uri
+
+    def folder(name):
+        os.makedirs(tmp_path / name, exist_ok=True)
+        return str(tmp_path / name)
+
+    def start(spec, mode, run_id):
+        task_dir = folder(f"task-{run_id}")
+        steps.ingest_step(task_spec=spec, mode=mode, store_uri=uri, data_dir="", run_id=run_id,
+                          task_dir=task_dir, **cfg)
+        state_dir = folder(f"state-{run_id}")
+        steps.start_step(task_dir=task_dir, store_uri=uri, seed=0, run_id=run_id,
+                         state_dir=state_dir, **cfg)
+        return task_dir, state_dir
+
+    task_dir, state_dir = start("demo:digits", "onboard", "r1")
+    specs = steps.plan_step(state_dir=state_dir, generation=0, store_uri=uri,
+                            plan_dir=folder("plan"), **cfg)
+    steps.train_step(spec_json=specs[0], plan_dir=folder("plan"), task_dir=task_dir,
+                     store_uri=uri, result_dir=folder("result"), tensorboard_dir=folder("tb"),
+                     **cfg)
+    steps.select_step(plan_dir=folder("plan"), result_dirs=[folder("result")], store_uri=uri,
+                      state_dir=folder("state-r1-g0"), **cfg)
+    first = steps.commit_step(state_dir=folder("state-r1-g0"), task_dir=task_dir,
+                              store_uri=uri, code_version="t", extension_dir=folder("ext1"),
+                              **cfg)
+    assert first["version"] == 1 and first["metadata"]["published"]
+
+    task_dir, state_dir = start("digits", "iterate", "r2")  # no generation: nothing new
+    for _ in range(2):  # the step retried
+        out = steps.commit_step(state_dir=state_dir, task_dir=task_dir, store_uri=uri,
+                                code_version="t", extension_dir=folder("ext2"), **cfg)
+        assert out["version"] == 1 and not out["metadata"]["published"]
+        assert out["metadata"]["note"].startswith("no change: version 1 kept")
+        assert out["metrics"]["new_components"] == 0
+    report = steps.report_step(extension_dir=folder("ext2"), task_dir=task_dir, store_uri=uri,
+                               markdown_path=str(tmp_path / "r.md"),
+                               html_path=str(tmp_path / "r.html"), **cfg)
+    assert report["line"].startswith("digits: no change: version 1 kept")
+    assert "published nothing: no change: version 1 kept" in (tmp_path / "r.md").read_text()
+    store = open_store(uri)
+    assert store.head() == 1 and "r2" not in [lease.run_id for lease in store.leases()]
+    _, state_dir = start("digits", "iterate", "r3")
+    assert json.load(open(os.path.join(state_dir, "state.json")))["cycle"] == 2
