@@ -370,11 +370,13 @@ def close_cycle(state: SearchState, task: TaskData, config: Config, blobs: BlobS
 def evolve(system: SystemView, task: TaskData, config: Config, blobs: BlobSource, *,
            seed: int, run_id: str, workdir: str, mode: str = "onboard",
            execution: str = "auto", code_version: str = "",
-           data_parallel: str | None = None) -> Extension:
+           data_parallel: str | None = None, kept_cycles: int = 0) -> Extension:
     """One whole search cycle in process: the same steps the pipeline runs, in a loop.
     New blobs are written to `<workdir>/blobs/`; the state after each generation to
-    `<workdir>/state.json` (its `history` records every child)."""
-    state = start_cycle(system, task.info, config, seed=seed, run_id=run_id, mode=mode)
+    `<workdir>/state.json` (its `history` records every child). `kept_cycles`: see
+    `start_cycle` (`store.kept_searches(task, published path hash)`)."""
+    state = start_cycle(system, task.info, config, seed=seed, run_id=run_id, mode=mode,
+                        kept_cycles=kept_cycles)
     out_dir = os.path.join(workdir, "blobs")
     while state.generation < config.search.generations_per_cycle:
         state, specs = plan_generation(state, system, config)
