@@ -42,7 +42,7 @@ def _images(args: argparse.Namespace) -> tuple[str, str, str]:
 
 def compiled_store(args: argparse.Namespace) -> str:
     """The store a compile bakes in as the run form's default: --store (or --store-uri), else
-    `$MU2NET_STORE` (filled in by the CLI); there is no default bucket, so none is refused."""
+    `$MU2NET_STORE` (filled in by the CLI). There is no default bucket: without one, refused."""
     store = getattr(args, "store_uri", None) or args.store
     if not store:
         raise ConfigError(f"compiling needs a store: pass --store gs://BUCKET/PREFIX (a bucket "
