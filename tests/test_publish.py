@@ -171,6 +171,14 @@ def test_alias_cli_and_predict_reads_the_aliased_version(tmp_path, capsys):
     assert (out["version"], out["alias"]) == (1, "prod")
     assert main(["predict", str(image), "--task", "digits@beta", "--store", uri]) == 2
     assert "no alias 'beta'" in capsys.readouterr().err
+    out_dir = tmp_path / "serving"
+    assert main(["export", "--task", "digits", "--alias", "prod", "--out", str(out_dir),
+                 "--store", uri]) == 0
+    meta = json.loads((out_dir / "digits.json").read_text())
+    assert (meta["task"], meta["version"], meta["alias"]) == ("digits", 1, "prod")
+    assert (out_dir / "digits.keras").exists()
+    assert main(["export", "--task", "digits@prod", "--alias", "prod", "--out",
+                 str(out_dir), "--store", uri, "--force"]) == 2  # one alias, not two
 
 
 def test_a_rollback_explains_amortisation(tmp_path, capsys):
