@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mu2net.config import CONFIG_NAMES, Config, ScoreConfig, get_config
+from mu2net.config import CONFIG_NAMES, Config, get_config
 from mu2net.errors import StoreError
 from mu2net.schema import ROOT_TASK, Path, SystemView
 
@@ -55,21 +55,9 @@ def path_flops(path: Path) -> int:
     return int(forward_flops(arch_from_path(path), path.hparams))
 
 
-def path_score_config(path: Path) -> ScoreConfig | None:
-    """The score constants a path was judged by: recorded in the path; for a path of the old
-    format (none recorded), the named config with its method version, if any."""
-    from mu2net.scoring import recorded_score_config
-
-    recorded = recorded_score_config(path)
-    if recorded is not None:
-        return recorded
-    config = config_for_method(path.method_version)
-    return None if config is None else config.score
-
-
 def path_entry(path: Path, view: SystemView) -> dict[str, Any]:
     """One task's line of the status JSON."""
-    from mu2net.scoring import score_value
+    from mu2net.scoring import path_score_config, score_value
 
     constants = path_score_config(path)
     accounted = view.accounted_params(path)

@@ -61,6 +61,18 @@ def recorded_score_config(path: Path) -> ScoreConfig | None:
                           f"{dict(path.score_constants)!r}: {exc}") from None
 
 
+def path_score_config(path: Path) -> ScoreConfig | None:
+    """The score constants a path was judged by: recorded in the path; for a path of the old
+    format (none recorded), the named config with its method version, if any."""
+    from mu2net.report import config_for_method
+
+    recorded = recorded_score_config(path)
+    if recorded is not None:
+        return recorded
+    config = config_for_method(path.method_version)
+    return None if config is None else config.score
+
+
 def score_value(quality: float, accounted_params: float, flops: float,
                 config: ScoreConfig) -> float:
     """q * s^(A/P_ref) * s^(F/F_ref). A quality of -inf (nothing measured) stays -inf."""

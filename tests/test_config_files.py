@@ -128,7 +128,8 @@ def test_a_json_config_file_onboards_a_task_and_its_score_survives_a_config_chan
 def test_old_paths_without_recorded_constants_read_the_named_config(tmp_path):
     """The old format: a path document without `score_constants` takes them from the named
     config of its method version; with no such config its score is null."""
-    from mu2net.report import path_entry, path_score_config
+    from mu2net.report import path_entry
+    from mu2net.scoring import path_score_config
 
     config = get_config("testing")
     store = random_root_store(tmp_path, config)
