@@ -49,7 +49,8 @@ test-containers: setup
 demo: setup
 	$(BIN)/mu2net demo --store $(STORE)
 
-# Compile the onboarding pipeline: make compile CONFIG=gpu TARGET=gpu REGISTRY=us-central1-docker.pkg.dev/P/mu2net
+# Compile the onboarding pipeline: MU2NET_STORE=gs://BUCKET/store make compile CONFIG=gpu \
+#   TARGET=gpu REGISTRY=us-central1-docker.pkg.dev/P/mu2net (no default store: one you own)
 CONFIG ?= gpu
 TARGET ?= gpu
 REGISTRY ?=

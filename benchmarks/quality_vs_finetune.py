@@ -367,9 +367,13 @@ def onboard(store, task, config, seed: int, cycles: int, workdir: str) -> dict[s
     for cycle in range(1, cycles + 1):
         cycle_dir = os.path.join(workdir, f"cycle{cycle}")
         start = time.perf_counter()
-        extension = evolve(store.load_system(), task, config, store, seed=seed,
+        system = store.load_system()
+        published = system.paths.get(name)  # cycles that kept it count (other seeds)
+        extension = evolve(system, task, config, store, seed=seed,
                            run_id=f"bench-{seed}-{name}-{cycle}", workdir=cycle_dir,
-                           mode="onboard" if cycle == 1 else "iterate")
+                           mode="onboard" if cycle == 1 else "iterate",
+                           kept_cycles=store.kept_searches(name, published.hash)
+                           if published is not None else 0)
         result = store.commit(extension, scorer=config_scorer(config))
         seconds += time.perf_counter() - start
         with open(os.path.join(cycle_dir, "state.json")) as fh:

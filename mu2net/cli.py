@@ -34,7 +34,7 @@ from mu2net.errors import Mu2NetError
 COMMAND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Run", ("demo", "onboard", "iterate", "queue")),
     ("Inspect", ("status", "versions", "show", "diff", "report", "config", "version")),
-    ("Operate", ("init", "root", "store", "rollback", "gc")),
+    ("Operate", ("init", "root", "store", "rollback", "gc", "alias")),
     ("Deploy and serve", ("compile", "submit", "schedule", "export", "predict")),
 )
 
@@ -154,8 +154,11 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS,
                                 prog="mu2net")
 
-    p = sub.add_parser("config", help="print a named config as JSON (or its method version)")
-    p.add_argument("name", choices=CONFIG_NAMES, help="the named config")
+    p = sub.add_parser("config", help="print a config as JSON, the starting point of a config "
+                                      "file (`mu2net config cpu_demo > my.json`), or its "
+                                      "method version")
+    p.add_argument("name", metavar="NAME|FILE",
+                   help=f"a named config {list(CONFIG_NAMES)} or a .json/.yaml config file")
     p.add_argument("--method-version", action="store_true", help="print only the method version")
     p.set_defaults(func=_cmd_config)
 
@@ -204,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "command", None) in TENSORFLOW_COMMANDS:
         import_tensorflow()
     try:
+        from mu2net.commands.common import resolve_store
+
+        resolve_store(args)
         return args.func(args)
     # Named types only: anything else is a bug and keeps its traceback.
     except (Mu2NetError, OSError, ValueError) as exc:

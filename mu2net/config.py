@@ -1,6 +1,7 @@
 """One typed, frozen config per pipeline, with named variants.
 
-`get_config(name)` returns one of `testing`, `cpu_demo`, `gpu`, `tpu`. The method-relevant part
+`get_config(name)` returns one of `testing`, `cpu_demo`, `gpu`, `tpu`, or a config read from a
+JSON/YAML file (`mu2net.config_files`). The method-relevant part
 (architecture, hyperparameter space, search budgets, score constants) is serialised to canonical
 JSON and hashed: that hash is the *method version*, recorded in every path and every system
 version, so a change to the method itself can be rolled out to the live system and analysed per
@@ -95,6 +96,21 @@ class ScoreConfig:
 
 
 @dataclass(frozen=True)
+class PublishConfig:
+    """Publishing policy: which of a cycle's paths become a version. Not part of the method
+    (not hashed into the method version): it decides what is kept, not how a path is found
+    or scored. `min_improvement`: a path of a task already in the system is published only if
+    its score beats the current one by at least this much (0: off, any changed path is
+    published; a cycle that keeps its parent's path never is, see `mu2net.store.publish`)."""
+
+    min_improvement: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.min_improvement >= 0, "publish.min_improvement", self.min_improvement,
+                 "a score gain >= 0 (0: off)")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of the onboarding pipeline."""
 
@@ -104,6 +120,7 @@ class Config:
     search: SearchConfig
     score: ScoreConfig
     placement: PlacementConfig = field(default_factory=PlacementConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
     root_task: str = "demo:fashion_mnist"
     root_pretrain_examples: int = 60_000
     root_pretrain_lr: float = 1e-3  # Adam peak learning rate of root pretraining
@@ -163,6 +180,8 @@ class Config:
                 score=ScoreConfig(**data["score"]),
                 placement=PlacementConfig(**{
                     k: NodePool(**_tuplify(v)) for k, v in data["placement"].items()}),
+                # absent from configs recorded before the publishing policy existed
+                publish=PublishConfig(**data.get("publish", {})),
                 root_task=data["root_task"],
                 root_pretrain_examples=data["root_pretrain_examples"],
                 root_pretrain_lr=data["root_pretrain_lr"],
@@ -306,17 +325,20 @@ def tpu() -> Config:
                                                    precision="mixed_bfloat16")
 
 
-DEFAULT_STORE = "gs://mu2net-models/shared"  # where deployed runs keep the shared model
-
 _FACTORIES = {"testing": testing, "cpu_demo": cpu_demo, "gpu": gpu, "tpu": tpu}
 
 
 def get_config(name: str) -> Config:
-    """The named variant; an unknown name lists the valid ones."""
-    try:
+    """The named variant, or the config a `.json`/`.yaml` file describes
+    (`mu2net.config_files`); an unknown name lists the valid ones."""
+    if name in _FACTORIES:
         return _FACTORIES[name]()
-    except KeyError:
-        raise ConfigError(f"unknown config {name!r}; valid: {list(CONFIG_NAMES)}") from None
+    from mu2net.config_files import is_config_file, load_config_file
+
+    if is_config_file(name):
+        return load_config_file(name)
+    raise ConfigError(f"unknown config {name!r}; valid: {list(CONFIG_NAMES)} or a .json/.yaml "
+                      "file (`mu2net config NAME > my.json` writes a starting point)")
 
 
 # === helpers ================================================================================

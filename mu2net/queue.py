@@ -13,19 +13,22 @@ NEXT = "next"  # the task_spec that asks for the queue's next entry
 
 
 
-def gain_ranking(view: Any) -> list[tuple[float, str]]:
+def gain_ranking(view: Any, store: Any = None) -> list[tuple[float, str]]:
     """Tasks by expected gain of one more cycle, best first.
 
     The rule: gain = (1 - validation accuracy) / (1 + cycles so far). The error left is the
     headroom; dividing by the cycles already spent favours tasks the search has explored
     least (each cycle has diminishing returns). Ties go to the task name, alphabetically.
     The cycle count is the one each path records (`metrics["num_cycles"]`, set when its cycle
-    closed), so ranking reads one version, never the history.
+    closed), so ranking reads one version, never the history; with the `store`, the cycles
+    that kept the path since (published nothing, `store.kept_searches`) count too.
     """
     ranked = []
     for task, path in view.paths.items():
         accuracy = float(path.metrics.get("validation_accuracy", 0.0))
         cycles = int(path.metrics.get("num_cycles", 1))
+        if store is not None:
+            cycles += store.kept_searches(task, path.hash)
         ranked.append(((1.0 - accuracy) / (1 + cycles), task))
     return sorted(ranked, key=lambda item: (-item[0], item[1]))
 
@@ -35,7 +38,7 @@ def pick_task_to_iterate(store: Any) -> str | None:
     head = store.head()
     if head is None:
         return None
-    ranking = gain_ranking(store.load_system(head))
+    ranking = gain_ranking(store.load_system(head), store)
     return ranking[0][1] if ranking else None
 
 
@@ -140,3 +143,65 @@ def ingest_request(store: Any, request: dict[str, Any], task_dir: str,
     if data_dir:
         store.put_task_data_dir(info.name, data_dir)
     return info
+
+
+# === adding to and editing the queue ========================================================
+
+
+def entry_task(spec: str, mode: str) -> str:
+    """The task name a queue entry works on: an iterate entry may name the task itself."""
+    if mode == "iterate" and ":" not in spec:
+        return spec
+    from mu2net.tasks.sources import parse_spec
+
+    return parse_spec(spec).default_name()
+
+
+def check_new_entry(store: Any, spec: str, mode: str) -> None:
+    """Refuse an entry that a run could only fail on or that repeats a waiting one.
+
+    * `onboard` of a task the head already has is refused, not converted to an iterate entry:
+      an iterate entry spends a whole search cycle (up to tens of accelerator-hours at the gpu
+      config) that nobody asked for, while the refusal costs one command
+      (`--mode iterate`) to say so;
+    * `iterate` of a task that is neither in the head nor waiting to be onboarded is refused;
+    * an entry for a task that already has a pending entry of the same mode is refused as a
+      duplicate, and an onboard also while one is running (the second would fail at ingest).
+    """
+    task = entry_task(spec, mode)
+    head = store.head()
+    tasks = store.read_version(head).tasks if head is not None else {}
+    waiting = [e for e in store.queue() if e.state in ("pending", "running")
+               and _same_task(e, task)]
+    if mode == "onboard" and task in tasks:
+        raise TaskError(f"task {task!r} is already onboarded (system version {head}): queue "
+                        f"another search cycle with `mu2net queue add {task} --mode iterate`")
+    if mode == "iterate" and task not in tasks and not any(e.mode == "onboard"
+                                                           for e in waiting):
+        raise TaskError(f"task {task!r} is not in system version {head} and not queued: "
+                        f"queue its source with --mode onboard first")
+    for e in waiting:  # a running iterate may be followed by another cycle; an onboard not
+        if e.mode == mode and (e.state == "pending" or mode == "onboard"):
+            raise TaskError(f"task {task!r} already has a {e.state} {e.mode} entry {e.id} "
+                            f"({e.spec}): remove it first (`mu2net queue remove {e.id}`)")
+
+
+def _same_task(entry: Any, task: str) -> bool:
+    try:
+        return entry_task(entry.spec, entry.mode) == task
+    except (TaskError, ConfigError, SchemaError):  # a bad entry names no task
+        return False
+
+
+def entries_to_remove(store: Any, target: str) -> list[Any]:
+    """The entries `queue remove ID|TASK` deletes: the entry with that id, else every pending
+    or failed entry of that task."""
+    entries = store.queue()
+    by_id = [e for e in entries if e.id == target]
+    if by_id:
+        return by_id
+    of_task = [e for e in entries if e.state in ("pending", "failed") and _same_task(e, target)]
+    if not of_task:
+        raise TaskError(f"no queue entry {target!r} and no pending or failed entry of a task "
+                        f"{target!r}; entries: {[e.id for e in entries][:20]}")
+    return of_task

@@ -17,8 +17,11 @@ Accounted parameters amortise shared components over their users (docs/method.md
 a change of one task can change another's: `accounted_params` is rounded, `_exact` the fraction.
 
 Scores and accounted parameters are computed from the version read, never stored. A path's
-score needs its method's score constants: they come from the named config with that method
-version; a path made by a method version no named config has any more gets `"score": null`.
+score needs the score constants it was judged by: each path document records them
+(`score_constants`), so a config edited later or a config file never loses a score. Paths
+written before the constants were recorded (the old format) take them from the named config
+with the path's method version; such an old path whose method version no named config has any
+more gets `"score": null`.
 """
 
 from __future__ import annotations
@@ -61,15 +64,15 @@ def path_flops(path: Path) -> int:
 
 def path_entry(path: Path, view: SystemView) -> dict[str, Any]:
     """One task's line of the status JSON."""
-    from mu2net.scoring import score_value
+    from mu2net.scoring import path_score_config, score_value
 
-    config = config_for_method(path.method_version)
+    constants = path_score_config(path)
     accounted = view.accounted_params(path)
     flops = path_flops(path)
     val = path.metrics.get("validation_accuracy")
     score = None
-    if config is not None and val is not None:
-        score = score_value(float(val), accounted, flops, config.score)
+    if constants is not None and val is not None:
+        score = score_value(float(val), accounted, flops, constants)
     return {"test_accuracy": _float(path.metrics.get("test_accuracy")),
             "validation_accuracy": _float(val), "score": _float(score),
             "accounted_params": round(accounted), "accounted_params_exact": float(accounted),
@@ -127,9 +130,12 @@ def _fmt(x: float | None) -> str:
 
 
 def one_line(commit: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
-    """`task: version N (new|existing) test 0.8123 val 0.8301 score 0.8299 ...`"""
+    """`task: version N committed: test 0.8123, val 0.8301, score 0.8299, ...`, or, when
+    nothing was published, `task: no change: version N kept ...: test ...` (the kept path's)."""
     state = "committed" if commit.get("created") else "already committed"
     head = f"{commit['task']}: version {commit['version']} {state}"
+    if commit.get("note"):
+        head = f"{commit['task']}: {commit['note']}"
     parts = []
     for key, label in (("test_accuracy", "test"), ("validation_accuracy", "val"),
                        ("score", "score")):
@@ -144,15 +150,21 @@ def run_markdown(commit: Mapping[str, Any], metrics: Mapping[str, float], view: 
                  config: Config, confusion: Sequence[Sequence[int]]) -> str:
     path = view.paths[commit["task"]]
     reused = [c.id for c in path.components if c.creator != path.task]
-    new = [c.id for c in path.components if c.creator == path.task]
+    # new in this run (commits since issue 24 list them); older records: the task's own
+    new = list(commit["new_components"]) if "new_components" in commit else \
+        [c.id for c in path.components if c.creator == path.task]
+    if commit.get("note"):
+        outcome = f"published nothing: {commit['note']}"
+    else:
+        outcome = (f"{'created' if commit.get('created') else 'found (retried run)'} version "
+                   f"{commit['version']}" + (f" after {commit['rebases']} rebase(s)"
+                                             if commit.get("rebases") else ""))
     lines = [
         f"# {commit['task']}: system version {commit['version']}",
         "",
         f"Run `{commit['run_id']}` searched from base version {commit['base_version']} with "
         f"the `{config.name}` config (method version `{config.method_version}`); the commit "
-        f"{'created' if commit.get('created') else 'found (retried run)'} version "
-        f"{commit['version']}" + (f" after {commit['rebases']} rebase(s)"
-                                  if commit.get("rebases") else "") + ".",
+        f"{outcome}.",
         "",
         "| metric | value |", "|---|---|",
     ]

@@ -168,6 +168,10 @@ class Path:
     mutation probabilities (`_mu_|<action>`). `parent` is the parent path's document hash
     (possibly another task's, or the root's). `metrics` are measurements taken when the path was
     trained (validation/test accuracy, curve, examples, seconds); the score is not stored.
+    `score_constants` are the score's constants the path was judged by (`ScoreConfig` as a
+    dict: scale, params_ref, flops_ref), so its score can be computed from the store alone
+    whatever configs exist later; None in paths written before they were recorded (the
+    document then has no such key, so those paths keep their hashes).
     """
 
     task: str
@@ -177,6 +181,7 @@ class Path:
     parent: str | None = None
     parent_task: str | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
+    score_constants: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.task != ROOT_TASK:
@@ -202,11 +207,14 @@ class Path:
         return sum(c.num_params for c in self.components)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": _schema_tag("path"), "task": self.task,
-                "components": [c.to_dict() for c in self.components],
-                "hparams": dict(self.hparams), "method_version": self.method_version,
-                "parent": self.parent, "parent_task": self.parent_task,
-                "metrics": dict(self.metrics)}
+        doc = {"schema": _schema_tag("path"), "task": self.task,
+               "components": [c.to_dict() for c in self.components],
+               "hparams": dict(self.hparams), "method_version": self.method_version,
+               "parent": self.parent, "parent_task": self.parent_task,
+               "metrics": dict(self.metrics)}
+        if self.score_constants is not None:
+            doc["score_constants"] = dict(self.score_constants)
+        return doc
 
     @property
     def hash(self) -> str:
@@ -222,7 +230,8 @@ class Path:
                    method_version=_get(d, "path", "method_version", str),
                    parent=_get(d, "path", "parent", str, optional=True),
                    parent_task=_get(d, "path", "parent_task", str, optional=True),
-                   metrics=_get(d, "path", "metrics", dict))
+                   metrics=_get(d, "path", "metrics", dict),
+                   score_constants=_get(d, "path", "score_constants", dict, optional=True))
 
 
 # === SystemVersion (the per-version index) ==================================================

@@ -43,6 +43,36 @@ def forward_flops(arch: ArchitectureConfig, hparams: Mapping[str, Any]) -> int:
     return 2 * macs
 
 
+def score_constants(config: ScoreConfig) -> dict[str, float]:
+    """The constants a path is judged by, as recorded in its path document."""
+    return {"scale": float(config.scale), "params_ref": float(config.params_ref),
+            "flops_ref": float(config.flops_ref)}
+
+
+def recorded_score_config(path: Path) -> ScoreConfig | None:
+    """The `ScoreConfig` recorded in a path document, None for a path written before paths
+    recorded it (a bad record is a `SchemaError`, never a silent default)."""
+    if path.score_constants is None:
+        return None
+    try:
+        return ScoreConfig(**{k: float(v) for k, v in path.score_constants.items()})
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(f"path of task {path.task!r} has invalid score_constants "
+                          f"{dict(path.score_constants)!r}: {exc}") from None
+
+
+def path_score_config(path: Path) -> ScoreConfig | None:
+    """The score constants a path was judged by: recorded in the path; for a path of the old
+    format (none recorded), the named config with its method version, if any."""
+    from mu2net.report import config_for_method
+
+    recorded = recorded_score_config(path)
+    if recorded is not None:
+        return recorded
+    config = config_for_method(path.method_version)
+    return None if config is None else config.score
+
+
 def score_value(quality: float, accounted_params: float, flops: float,
                 config: ScoreConfig) -> float:
     """q * s^(A/P_ref) * s^(F/F_ref). A quality of -inf (nothing measured) stays -inf."""

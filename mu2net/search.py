@@ -47,7 +47,7 @@ from mu2net.schema import (
     check_mode,
     lock_holders,
 )
-from mu2net.scoring import forward_flops, path_score, score_value
+from mu2net.scoring import forward_flops, path_score, score_constants, score_value
 from mu2net.search_state import (
     Candidate,
     ChildResult,
@@ -104,11 +104,13 @@ def planned_accounted_params(spec: ChildSpec, system: SystemView, config: Config
 
 
 def start_cycle(system: SystemView, task_info: TaskInfo, config: Config, *, seed: int,
-                run_id: str, mode: str = "onboard") -> SearchState:
+                run_id: str, mode: str = "onboard", kept_cycles: int = 0) -> SearchState:
     """The state at the start of one cycle. `onboard`: the task is new to the system and the
     population starts empty. `iterate`: the task's published path is the population's first
     member, scored against the system, and its own unshared components become trainable
-    (they are always cloned, never modified)."""
+    (they are always cloned, never modified). `kept_cycles`: cycles since that path was
+    published that kept it (published nothing; `store.kept_searches`): they count, so this
+    cycle's seeds differ from theirs."""
     check_mode(mode)
     population: tuple[Candidate, ...] = ()
     cycle = 0
@@ -124,7 +126,7 @@ def start_cycle(system: SystemView, task_info: TaskInfo, config: Config, *, seed
         # Offspring counts persist across cycles (mu3Net keeps the retained path object, with
         # its count, from one cycle to the next), so decay selection keeps decaying.
         population = (Candidate(published, score, int(published.metrics.get("offspring", 0))),)
-        cycle = int(published.metrics.get("num_cycles", 1))
+        cycle = int(published.metrics.get("num_cycles", 1)) + int(kept_cycles)
     return SearchState(task=task_info.name, task_info=task_info, config_name=config.name,
                        method_version=config.method_version, base_version=system.number,
                        seed=int(seed), run_id=run_id, mode=mode, cycle=cycle, generation=0,
@@ -285,7 +287,8 @@ def train_child(spec: ChildSpec, state: SearchState, system: SystemView, task: T
                     "examples_trained": outcome.examples, "flops": flops}
     path = Path(task=state.task, components=tuple(components), hparams=hparams,
                 method_version=config.method_version, parent=spec.parent,
-                parent_task=spec.parent_task, metrics=path_metrics)
+                parent_task=spec.parent_task, metrics=path_metrics,
+                score_constants=score_constants(config.score))
     metrics = {**path_metrics, "train_seconds": round(outcome.seconds, 3),
                "train_losses": outcome.losses, "steps": outcome.steps,
                "accounted_params": accounted, "replicas": outcome.replicas}
@@ -354,7 +357,8 @@ def close_cycle(state: SearchState, task: TaskData, config: Config, blobs: BlobS
                "offspring": int(best.offspring), "search": search_record(state)}
     path = Path(task=best.path.task, components=best.path.components,
                 hparams=best.path.hparams, method_version=best.path.method_version,
-                parent=best.path.parent, parent_task=best.path.parent_task, metrics=metrics)
+                parent=best.path.parent, parent_task=best.path.parent_task, metrics=metrics,
+                score_constants=best.path.score_constants)
     blob_files = {c.blob: state.staged_blobs[c.blob] for c in path.components
                   if c.blob in state.staged_blobs}
     return Extension(task=state.task, base_version=state.base_version, path=path,
@@ -366,11 +370,13 @@ def close_cycle(state: SearchState, task: TaskData, config: Config, blobs: BlobS
 def evolve(system: SystemView, task: TaskData, config: Config, blobs: BlobSource, *,
            seed: int, run_id: str, workdir: str, mode: str = "onboard",
            execution: str = "auto", code_version: str = "",
-           data_parallel: str | None = None) -> Extension:
+           data_parallel: str | None = None, kept_cycles: int = 0) -> Extension:
     """One whole search cycle in process: the same steps the pipeline runs, in a loop.
     New blobs are written to `<workdir>/blobs/`; the state after each generation to
-    `<workdir>/state.json` (its `history` records every child)."""
-    state = start_cycle(system, task.info, config, seed=seed, run_id=run_id, mode=mode)
+    `<workdir>/state.json` (its `history` records every child). `kept_cycles`: see
+    `start_cycle` (`store.kept_searches(task, published path hash)`)."""
+    state = start_cycle(system, task.info, config, seed=seed, run_id=run_id, mode=mode,
+                        kept_cycles=kept_cycles)
     out_dir = os.path.join(workdir, "blobs")
     while state.generation < config.search.generations_per_cycle:
         state, specs = plan_generation(state, system, config)

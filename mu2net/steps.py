@@ -186,8 +186,11 @@ def start_step(*, info_dir: str, store_uri: str, seed: int, run_id: str, config_
         raise StoreError(f"store {store_uri!r} is empty: create version 0 with `mu2net init`")
     request = _read_json(os.path.join(info_dir, REQUEST_FILE), "task request")
     system = store.load_system(base)
+    published = system.paths.get(request["task"])
+    kept = store.kept_searches(request["task"], published.hash) if published else 0
     state = search.start_cycle(system, TaskInfo.from_dict(request["task_info"]), config,
-                               seed=int(seed), run_id=run_id, mode=request["mode"])
+                               seed=int(seed), run_id=run_id, mode=request["mode"],
+                               kept_cycles=kept)
     store.acquire_lease(run_id, ttl_s=lease_ttl(config, target), base_version=base)
     save_state(state, state_dir)
     return {"base_version": base, "task": state.task, "mode": state.mode, "run_id": run_id,
@@ -301,7 +304,7 @@ def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: 
     extension = search.close_cycle(state, task, config, store, code_version=code_version)
     store.acquire_lease(state.run_id, ttl_s=lease_ttl(config, target),
                         base_version=state.base_version)
-    result = store.commit(extension)
+    result = store.commit(extension, min_gain=config.publish.min_improvement)
     _maybe_inject_fault(fault_marker)
     if request.get("queue_entry"):
         store.finish(request["queue_entry"], run_id=state.run_id)  # idempotent
@@ -310,16 +313,21 @@ def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: 
     committed = view.paths[extension.task]
     doc = extension.to_dict()
     _write_json(os.path.join(extension_dir, EXTENSION_FILE), doc)
+    # `note`: why nothing was published (no change, below the gate); then `version` is the
+    # kept head and `path_hash` the task's path there.
+    new = [] if result.note else [c.id for c in committed.components
+                                  if c.blob in extension.blob_files]
     commit_doc = {"version": result.version, "created": result.created,
                   "bytes_written": result.bytes_written, "rebases": result.rebases,
                   "decision": result.decision, "task": extension.task,
                   "base_version": extension.base_version, "run_id": extension.run_id,
-                  "path_hash": committed.hash}
+                  "path_hash": committed.hash, "published": not result.note,
+                  "note": result.note, "new_components": new}
     _write_json(os.path.join(extension_dir, COMMIT_FILE), commit_doc)
     return {"version": int(result.version),
             "metrics": {**path_metrics(committed, view, config),
                         "version": float(result.version),
-                        "new_components": float(len(extension.blob_files))},
+                        "new_components": float(len(new))},
             "metadata": {k: v for k, v in commit_doc.items() if v is not None}}
 
 

@@ -36,12 +36,14 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
     """The pipeline function for one config and device target.
 
     Args:
-        config_name: A named config (testing, cpu_demo, gpu, tpu).
+        config_name: A named config (testing, cpu_demo, gpu, tpu) or a .json/.yaml config
+            file; the config's `name` names the pipeline, and every component reads the config
+            from its JSON, never by name.
         target: cpu, gpu or tpu: the node pool children train on.
         image: The training image; default: the config's image.
         light_image: The image of the light steps (CPU nodes); default: `image`.
-        store_uri: The store URI offered as the run form's default (empty: the config
-            module's `DEFAULT_STORE`).
+        store_uri: The store URI offered as the run form's default (empty: none, so every
+            run must pass `store_uri`; `mu2net compile` requires one).
         data_dir: The data folder offered as the run form's default (`mu2net compile
             --data-dir`), so scheduled and UI runs read `tfds:` data there; a queue entry's or
             task's recorded folder still wins over it (`mu2net.queue.effective_data_dir`).
@@ -49,14 +51,13 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
         retry_backoff: Wait before retrying a step a Spot node took away (which failures
             are retried is the workflow controller's policy, components/placement.py).
     """
-    from mu2net.config import DEFAULT_STORE, TARGETS, get_config
+    from mu2net.config import TARGETS, get_config
     from mu2net.errors import ConfigError
     from mu2net.resources import run_deadline_seconds, timed_pools
 
     if target not in TARGETS:
         raise ConfigError(f"target {target!r} is invalid: expected one of {list(TARGETS)}")
     config = get_config(config_name)
-    store_uri = store_uri or DEFAULT_STORE
     if image:
         config = config.replace(image=image)
     comps = build_components(config.image, light_image or config.image)
@@ -74,7 +75,7 @@ def build_pipeline(config_name: str, target: str, image: str | None = None, *,
             task.set_caching_options(enable_caching=False)
         return place(task, light, retry_backoff=retry_backoff)
 
-    @dsl.pipeline(name=pipeline_name(config_name, target),
+    @dsl.pipeline(name=pipeline_name(config.name, target),
                   description=f"One mu2Net+ search cycle of one task ({config.name} config, "
                               f"method {config.method_version}, children on {target}), "
                               "committed as a new version of the shared model.",

@@ -284,7 +284,7 @@ CASES = [
     Case("queue-uninitialised-gcs", ("queue", "add", "demo:digits", "--store",
                                      f"gs://{BUCKET}/never-initialised"),
          "is not initialised: run `mu2net init", ("gcs",)),
-    Case("queue-disk-full", ("queue", "add", "demo:digits", "--store", "{store}"),
+    Case("queue-disk-full", ("queue", "add", "demo:glyph_styles", "--store", "{store}"),
          "No space left on device: '{store}'", patch=_disk_full),
     # --- status / report: read-only, never create anything ----------------------------
     Case("status-missing-store", ("status", "--store", "{tmp}/no_store"),
@@ -433,7 +433,7 @@ def test_there_are_enough_cases():
 def test_valid_specs_are_still_queued(backend, data, base_store, tmp_path, request, capsys):
     store = (str(shutil.copytree(base_store, tmp_path / "store")) if backend == "local"
              else request.getfixturevalue("gcs_base"))
-    specs = ["demo:digits", "tfds:mnist/config:3.0.1", f"imagefolder:{data}/good",
+    specs = ["demo:glyph_styles", "tfds:mnist/config:3.0.1", f"imagefolder:{data}/good",
              f"imagefolder:gs://{BUCKET}/flowers"]
     assert main(["queue", "add", *specs, "--store", store]) == 0
     assert main(["queue", "add", TASK, "--mode", "iterate", "--store", store]) == 0

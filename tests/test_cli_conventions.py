@@ -205,7 +205,10 @@ def test_predict_and_export_print_no_tensorflow_lines(tmp_path):
 def _commit(store, task, accuracy=0.5):
     """Publish `task` as a path of the root's frozen components (no training)."""
     root = store.load_system().root
-    path = Path(task=task, components=root.components, hparams=dict(root.hparams),
+    # a distinct path per commit (hparams differ by the accuracy): an unchanged path would
+    # publish nothing
+    hparams = {**root.hparams, "opt_lr": accuracy}
+    path = Path(task=task, components=root.components, hparams=hparams,
                 method_version=CONFIG.method_version, parent=root.hash, parent_task="_root",
                 metrics={"validation_accuracy": accuracy, "test_accuracy": accuracy,
                          "num_cycles": 1})

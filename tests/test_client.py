@@ -243,7 +243,8 @@ def test_cli_schedule_compiles_with_its_data_dir(tmp_path):
 
     with FakeKfpApi() as api:
         main(["schedule", "--host", api.host, "--config", "testing", "--target", "cpu",
-              "--image", "img:1", "--cron", "@daily", "--data-dir", "gs://b/tfds"])
+              "--image", "img:1", "--cron", "@daily", "--data-dir", "gs://b/tfds",
+              "--store", "gs://b/store"])
     spec = _spec_of(api.uploads[0])
     assert spec["root"]["inputDefinitions"]["parameters"]["data_dir"]["defaultValue"] == \
         "gs://b/tfds"

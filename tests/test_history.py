@@ -20,7 +20,10 @@ KFP_RUN = str(uuid.UUID(int=42))
 def commit(store, task, accuracy, run_id):
     """Publish `task` as a path of the root's frozen components (no training)."""
     root = store.load_system().root
-    path = Path(task=task, components=root.components, hparams=dict(root.hparams),
+    # a distinct path per commit (hparams differ by the accuracy): an unchanged path would
+    # publish nothing
+    hparams = {**root.hparams, "opt_lr": accuracy}
+    path = Path(task=task, components=root.components, hparams=hparams,
                 method_version=CONFIG.method_version, parent=root.hash, parent_task="_root",
                 metrics={"validation_accuracy": accuracy, "test_accuracy": accuracy,
                          "num_cycles": 1})

@@ -197,7 +197,7 @@ def test_compiled_pipelines_reference_the_built_images(target, tmp_path):
     registry = "us-central1-docker.pkg.dev/proj/mu2net"
     args = argparse.Namespace(config="testing", target=target, out=str(tmp_path), image=None,
                               light_image=None, registry=registry, code_version="",
-                              store=None, data_dir=None)
+                              store="gs://b/store", data_dir=None)
     spec = next(yaml.safe_load_all(pathlib.Path(compile_to(args)).read_text()))
     images = {}
     for name, executor in spec["deploymentSpec"]["executors"].items():
@@ -242,7 +242,8 @@ def test_an_empty_registry_is_refused_before_compiling(command, tmp_path, capsys
 
     flags = {"compile": ["--out", str(tmp_path)], "submit": ["--host", "http://127.0.0.1:9"],
              "schedule": ["--host", "http://127.0.0.1:9", "--cron", "@daily"]}[command]
-    assert main([command, "--config", "testing", "--registry", "", *flags]) == 2
+    assert main([command, "--config", "testing", "--registry", "", "--store", "gs://b/s",
+                 *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--registry ''" in err[0] and "no cluster can pull" in err[0]
     assert not list(tmp_path.iterdir())  # nothing compiled

@@ -199,9 +199,13 @@ def test_top_level_overlay_uses_the_remote_kfp_base():
     vendored = [p for p in MANIFESTS.rglob("*.yaml") if "ml-pipeline" in p.name
                 or "mysql" in p.name or "seaweedfs" in p.name]
     assert vendored == []
-    # the KFP backend and the SDK pinned in setup.cfg are the same release train
+    # the KFP backend and the SDK (setup.cfg's range, the images' lock) are one release train
+    train = KFP_BACKEND.rsplit(".", 1)[0]
     setup = (ROOT / "setup.cfg").read_text()
-    assert f"kfp=={KFP_BACKEND.rsplit('.', 1)[0]}." in setup
+    assert f"kfp>={train}." in setup and f"<{train.split('.')[0]}.{int(train.split('.')[1]) + 1}"\
+        in setup
+    dockerfile = (ROOT / "images" / "cpu.Dockerfile").read_text()
+    assert f"KFP_VERSION={train}." in dockerfile
 
 
 def test_config_connector_node_pools_match_the_config():

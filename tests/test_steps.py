@@ -29,11 +29,13 @@ def store(tmp_path):
 
 def commit_task(store, task, val_acc, run_id):
     """Publish a path for `task` made only of the root's frozen components (no training),
-    counting its cycles as `close_cycle` does."""
+    counting its cycles as `close_cycle` does; each is a new model (an hparam differs), since
+    a path equal to the published one is not published again."""
     system = store.load_system()
     root, published = system.root, system.paths.get(task)
     cycles = 1 if published is None else int(published.metrics["num_cycles"]) + 1
-    path = Path(task=task, components=root.components, hparams=dict(root.hparams),
+    path = Path(task=task, components=root.components,
+                hparams={**root.hparams, "opt_lr": 0.01 * cycles},
                 method_version=CONFIG.method_version, parent=root.hash, parent_task="_root",
                 metrics={"validation_accuracy": val_acc, "test_accuracy": val_acc - 0.01,
                          "num_cycles": cycles})
@@ -224,7 +226,7 @@ def test_cli_compile_writes_the_code_version(tmp_path, capsys):
 
     version = entry_point_version()  # what the CLI reads
     assert main(["compile", "--config", "testing", "--target", "gpu", "--out", str(tmp_path),
-                 "--registry", "r.example/p"]) == 0
+                 "--registry", "r.example/p", "--store", "gs://b/s"]) == 0
     path = tmp_path / "onboard-testing-gpu.yaml"
     text = path.read_text()
     assert f"image: r.example/p/mu2net-gpu:{version}" in text

@@ -19,17 +19,18 @@ from mu2net.commands.common import (
     _say,
     _store,
     at_arg,
+    config_arg,
     json_arg,
+    store_arg,
 )
-from mu2net.config import CONFIG_NAMES, get_config
+from mu2net.config import get_config
 from mu2net.errors import ConfigError, Mu2NetError, SchemaError, StoreError
 from mu2net.schema import MODES
 
 
 def _pretrain_args(p: argparse.ArgumentParser) -> None:
     """The options of a pretrained root (`init --root pretrain:...`, `root build`)."""
-    p.add_argument("--config", default="cpu_demo", choices=CONFIG_NAMES,
-                   help="the named config (model size, budgets, search)")
+    config_arg(p, "cpu_demo")
     p.add_argument("--seed", type=int, default=0, help="random seed of the root")
     p.add_argument("--data-dir", default="", help="data_dir for tfds: sources")
     p.add_argument("--examples", type=int, default=0,
@@ -190,10 +191,15 @@ def _cmd_queue(args: argparse.Namespace) -> int:
         if store.head() is None:
             raise StoreError(f"store {args.store!r} is not initialised: run `mu2net init "
                              f"--store {args.store} --root ...` before queueing tasks")
-        for spec in specs:
+        from mu2net.queue import check_new_entry
+
+        for spec in specs:  # each checked against the queue as the previous ones left it
+            check_new_entry(store, spec, args.mode)
             entry = store.enqueue(spec, args.mode, data_dir=args.data_dir)
             print(f"queued {entry.id}: {entry.spec} ({entry.mode})")
         return 0
+    if args.action in ("remove", "retry"):
+        return _queue_edit(store, args)
     for moved in store.give_back_overdue():  # runs that timed out or died
         print(f"gave back {moved.id} ({moved.spec}): now {moved.state}"
               + (f": {moved.error}" if moved.error else ""), file=sys.stderr)
@@ -211,8 +217,25 @@ def _cmd_queue(args: argparse.Namespace) -> int:
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True,
-                   help="store URI: a local folder or gs://bucket/prefix")
+    store_arg(p, help="store URI: a local folder or gs://bucket/prefix")
+
+
+def _queue_edit(store: Any, args: argparse.Namespace) -> int:
+    """`queue remove ID|TASK` and `queue retry ID`."""
+    from mu2net.queue import entries_to_remove
+
+    if len(args.specs) != 1:
+        raise ConfigError(f"queue {args.action} needs exactly one "
+                          f"{'entry id or task' if args.action == 'remove' else 'entry id'}, "
+                          f"got {args.specs}")
+    if args.action == "retry":
+        entry = store.retry_entry(args.specs[0])
+        print(f"retrying {entry.id}: {entry.spec} ({entry.mode}) is pending again")
+        return 0
+    for entry in entries_to_remove(store, args.specs[0]):
+        store.remove_entry(entry.id)
+        print(f"removed {entry.id}: {entry.spec} ({entry.mode}, was {entry.state})")
+    return 0
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
@@ -244,11 +267,14 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     json_arg(p, "the files written")
     p.set_defaults(func=_cmd_report)
 
-    p = add("queue", help="the store's task queue (what scheduled runs onboard next)")
-    p.add_argument("action", choices=("add", "list"),
-                   help="add: queue task specs; list: show the entries")
-    p.add_argument("specs", nargs="*", metavar="SPEC",
-                   help="task sources to add: demo:NAME, tfds:NAME, imagefolder:URI")
+    p = add("queue", help="the store's task queue (what scheduled runs onboard next): add SPEC "
+                          "..., list, remove ID|TASK, retry ID (a failed entry)")
+    p.add_argument("action", choices=("add", "list", "remove", "retry"),
+                   help="add: queue task specs; list: show the entries; remove: drop an entry "
+                        "no run holds; retry: a failed entry back to pending")
+    p.add_argument("specs", nargs="*", metavar="SPEC|ID|TASK",
+                   help="add: task sources (or task names with --mode iterate); remove: an "
+                        "entry id or a task; retry: an entry id")
     _store_arg(p)
     p.add_argument("--mode", choices=MODES, default="onboard",
                    help="onboard a new task or iterate an existing one")

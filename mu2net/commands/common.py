@@ -15,6 +15,7 @@ from mu2net.errors import StoreError
 
 DEFAULT_WORKDIR = "local_outputs"
 CACHE_ENV = "MU2NET_CACHE_DIR"  # where the CLI caches store reads (see user_cache_dir)
+STORE_ENV = "MU2NET_STORE"  # the store of every command that takes --store, when not given
 
 
 def pipelines_module(module: str) -> Any:
@@ -121,6 +122,38 @@ def help_command(parser: argparse.ArgumentParser) -> Any:
         parser.print_help()
         return 0
     return show
+
+
+def config_arg(p: argparse.ArgumentParser, default: str) -> None:
+    """`--config NAME|FILE`: a named variant or a .json/.yaml file (`mu2net.config_files`),
+    checked when the command runs, so a bad file gets its one-line error."""
+    from mu2net.config import CONFIG_NAMES
+
+    p.add_argument("--config", default=default, metavar="NAME|FILE",
+                   help=f"a named config {list(CONFIG_NAMES)} or a .json/.yaml config file "
+                        "(`mu2net config NAME > my.json` writes a starting point; default: "
+                        "%(default)s)")
+
+
+def store_arg(p: argparse.ArgumentParser, *, required: bool = True, help: str = "") -> None:
+    """`--store URI`. Not an argparse `required`: `resolve_store` takes `$MU2NET_STORE` when the
+    flag is absent and, for a command that needs a store, names both in its one-line error."""
+    p.add_argument("--store", default=None, metavar="URI",
+                   help=(help or "the store: a local folder or gs://bucket/prefix")
+                   + f" (default: ${STORE_ENV})")
+    p.set_defaults(store_required=required)
+
+
+def resolve_store(args: argparse.Namespace) -> None:
+    """Fill `args.store` from `$MU2NET_STORE` when --store was not given (the CLI calls this
+    once, before the command); a command that needs a store and has neither is refused here,
+    before anything runs. There is no default store: a bucket nobody chose is never used."""
+    if not hasattr(args, "store") or args.store is not None:
+        return
+    args.store = os.environ.get(STORE_ENV) or None
+    if args.store is None and getattr(args, "store_required", False):
+        raise StoreError(f"no store given: pass --store URI (a local folder or "
+                         f"gs://bucket/prefix) or set {STORE_ENV}")
 
 
 def _say(text: str) -> None:

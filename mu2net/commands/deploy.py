@@ -9,8 +9,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mu2net.commands.common import DeprecatedOption, _pipelines
-from mu2net.config import CONFIG_NAMES, DEFAULT_STORE, TARGETS
+from mu2net.commands.common import (
+    STORE_ENV,
+    DeprecatedOption,
+    _pipelines,
+    config_arg,
+    store_arg,
+)
+from mu2net.config import TARGETS, get_config
 from mu2net.errors import ConfigError
 from mu2net.schema import MODES
 
@@ -42,14 +48,26 @@ def _images(args: argparse.Namespace) -> tuple[str, str, str]:
     return train, light, version
 
 
+def compiled_store(args: argparse.Namespace) -> str:
+    """The store a compile bakes in as the run form's default: --store (or --store-uri), else
+    `$MU2NET_STORE` (filled in by the CLI). There is no default bucket: without one, refused."""
+    store = args.store
+    if not store:
+        raise ConfigError(f"compiling needs a store: pass --store gs://BUCKET/PREFIX (a bucket "
+                          f"you own) or set {STORE_ENV}")
+    return store
+
+
 def compile_to(args: argparse.Namespace) -> str:
     onboard = _pipelines("onboard_task")
+    store = compiled_store(args)
     train, light, version = _images(args)
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, onboard.pipeline_name(args.config, args.target) + ".yaml")
+    name = get_config(args.config).name  # a config file's `name` names its pipeline
+    path = os.path.join(args.out, onboard.pipeline_name(name, args.target) + ".yaml")
     onboard.compile_pipeline(args.config, args.target, path, image=train, light_image=light,
-                             store_uri=args.store or DEFAULT_STORE,
-                             data_dir=args.data_dir or "", code_version=version)
+                             store_uri=store, data_dir=args.data_dir or "",
+                             code_version=version)
     return path
 
 
@@ -172,8 +190,7 @@ def _deploy_args(p: argparse.ArgumentParser, *, compile_only: bool = False) -> N
                        replacement="--store")
         p.add_argument("--json", action="store_true",
                        help="print the uploaded pipeline version and run ids as JSON")
-    p.add_argument("--config", default="gpu", choices=CONFIG_NAMES,
-                   help="the named config compiled into the pipeline")
+    config_arg(p, "gpu")
     p.add_argument("--target", default="gpu", choices=TARGETS,
                    help="the device the training steps run on")
     p.add_argument("--image", help="training image (default: <registry>/mu2net-<target>:<code "
@@ -184,9 +201,10 @@ def _deploy_args(p: argparse.ArgumentParser, *, compile_only: bool = False) -> N
                                                   "us-central1-docker.pkg.dev/PROJECT/mu2net")
     p.add_argument("--code-version", default="", help="the code version recorded by every commit "
                                                      "(default: `mu2net version`)")
-    p.add_argument("--store", default=None,
-                   help="the store URI: the run form's default when compiling, and the run's "
-                        "store_uri when submitting (default: " + DEFAULT_STORE + ")")
+    # compile needs a store; submit and schedule with --package send one only when given
+    store_arg(p, required=compile_only,
+              help="the store URI: the run form's default when compiling, and the run's "
+                   "store_uri when submitting (no default bucket)")
     p.add_argument("--data-dir", dest="data_dir", default=None,
                    help="where tfds: sources read prepared data, e.g. a gs:// folder of TFDS "
                         "datasets (ingestion never downloads): the run form's default when "

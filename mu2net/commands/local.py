@@ -17,9 +17,11 @@ from mu2net.commands.common import (
     _root_cache_arg,
     _say,
     _store,
+    config_arg,
     missing_local_store,
+    store_arg,
 )
-from mu2net.config import CONFIG_NAMES, get_config
+from mu2net.config import get_config
 from mu2net.errors import ConfigError, StoreError, TaskError
 
 DEMO_TASKS = ("demo:mnist_5k", "demo:glyph_letters")
@@ -114,9 +116,8 @@ def _run_cycles(store_uri: str, tasks: Sequence[Sequence[tuple[str, str]]],
 
 
 def _local_args(p: argparse.ArgumentParser, default_config: str = "cpu_demo") -> None:
-    p.add_argument("--store", required=True, help="store URI (a folder or gs://bucket/prefix)")
-    p.add_argument("--config", default=default_config, choices=CONFIG_NAMES,
-                   help="the named config (model size, budgets, search)")
+    store_arg(p, help="store URI (a folder or gs://bucket/prefix)")
+    config_arg(p, default_config)
     p.add_argument("--seed", type=int, default=0, help="random seed of the search")
     p.add_argument("--workdir", default=DEFAULT_WORKDIR,
                    help="kfp.local pipeline root and logs (default: %(default)s)")
@@ -152,7 +153,7 @@ def _cmd_iterate(args: argparse.Namespace) -> int:
         head = store.head()
         if head is None:
             raise StoreError(f"store {args.store!r} is empty")
-        tasks = [name for _, name in gain_ranking(store.load_system(head))]
+        tasks = [name for _, name in gain_ranking(store.load_system(head), store)]
         if not tasks:
             raise TaskError(f"store {args.store!r} holds no task to iterate")
     return _run_cycles(args.store, [[(name, "iterate")] for name in tasks], args)

@@ -7,7 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from mu2net.commands.common import _store, at_arg, json_arg
+from mu2net.commands.aliases import resolve_version, split_task
+from mu2net.commands.common import _store, at_arg, json_arg, store_arg
 from mu2net.errors import TaskError
 
 
@@ -29,21 +30,24 @@ def _class_names(store: Any, task: str, num_classes: int) -> list[str]:
 def _cmd_export(args: argparse.Namespace) -> int:
     from mu2net.predict import export_targets, path_model, write_export
 
-    target, meta_path = export_targets(args.out, args.task, args.format, force=args.force)
+    task, alias = split_task(args.task, args.alias)
+    target, meta_path = export_targets(args.out, task, args.format, force=args.force)
     store = _store(args.store)
-    view, path = _task_path(store, args.task, args.at)
+    view, path = _task_path(store, task, resolve_version(store, task, alias, args.at))
     model = path_model(path, store)
-    meta = {"task": args.task, "version": view.number, "path": path.hash,
+    meta = {"task": task, "version": view.number, "path": path.hash, "alias": alias,
             "image_size": int(path.hparams["ds_image_size"]),
             "input": "float32 [N, S, S, 3] in [-1, 1] (resize, then x/127.5-1)",
-            "class_names": _class_names(store, args.task, int(path.hparams["num_classes"])),
+            "class_names": _class_names(store, task, int(path.hparams["num_classes"])),
             "method_version": path.method_version}
     write_export(model, target, meta_path, meta)
     if args.json:
-        print(json.dumps({"task": args.task, "version": view.number, "path": path.hash,
-                          "export": target, "metadata": meta_path}, indent=2))
+        print(json.dumps({"task": task, "alias": alias, "version": view.number,
+                          "path": path.hash, "export": target, "metadata": meta_path},
+                         indent=2))
     else:
-        print(f"exported task {args.task} (version {view.number}) to {target}")
+        print(f"exported task {task}{'@' + alias if alias else ''} (version {view.number}) "
+              f"to {target}")
     return 0
 
 
@@ -53,30 +57,38 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from mu2net.predict import files_logits
 
     store = _store(args.store)
-    view, path = _task_path(store, args.task, args.at)
+    task, alias = split_task(args.task, args.alias)
+    view, path = _task_path(store, task, resolve_version(store, task, alias, args.at))
     logits = files_logits(path, args.files, store)
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
-    names = _class_names(store, args.task, logits.shape[1])
+    names = _class_names(store, task, logits.shape[1])
     rows = []
     for name, p in zip(args.files, probs):
         k = int(np.argmax(p))
         rows.append({"file": name, "label": names[k], "class": k, "probability": float(p[k])})
     if args.json:
-        print(json.dumps({"task": args.task, "version": view.number, "predictions": rows},
-                         indent=2))
+        print(json.dumps({"task": task, "version": view.number, "predictions": rows,
+                          **({"alias": alias} if alias else {})}, indent=2))
     else:
         for r in rows:
             print(f"{r['file']}: {r['label']} ({r['probability']:.3f})")
     return 0
 
 
+def _alias_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--alias", default=None,
+                   help="read the version the task's alias names (e.g. prod; `mu2net alias`); "
+                        "same as --task TASK@ALIAS")
+
+
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add this module's commands (`add` is the CLI's `add_parser`)."""
     p = add("export", help="export one task's model for serving (.keras or SavedModel)")
-    p.add_argument("--store", required=True,
-                   help="store URI: a local folder or gs://bucket/prefix")
-    p.add_argument("--task", required=True, help="the task whose path to export")
+    store_arg(p, help="store URI: a local folder or gs://bucket/prefix")
+    p.add_argument("--task", required=True, metavar="TASK[@ALIAS]",
+                   help="the task whose path to export (TASK@ALIAS: the path the alias names)")
+    _alias_arg(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--format", choices=("keras", "savedmodel"), default="keras",
                    help="a .keras file or a TensorFlow SavedModel folder")
@@ -87,9 +99,10 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = add("predict", help="classify image files with one task's path")
     p.add_argument("files", nargs="+", metavar="FILE", help="image files to classify")
-    p.add_argument("--store", required=True,
-                   help="store URI: a local folder or gs://bucket/prefix")
-    p.add_argument("--task", required=True, help="the task whose path classifies")
+    store_arg(p, help="store URI: a local folder or gs://bucket/prefix")
+    p.add_argument("--task", required=True, metavar="TASK[@ALIAS]",
+                   help="the task whose path classifies (TASK@ALIAS: the path the alias names)")
+    _alias_arg(p)
     at_arg(p)
     json_arg(p, "the predictions (label, class, probability) and the version")
     p.set_defaults(func=_cmd_predict)

@@ -14,10 +14,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from mu2net.commands.common import _check_store_uri, check_store_exists, help_command
+from mu2net.commands.common import _check_store_uri, check_store_exists, help_command, store_arg
 from mu2net.errors import StoreError
 
 DEFAULT_RETENTION_HOURS = 7 * 24.0
+AMORTISATION_NOTE = (
+    "note: a component shared by several tasks counts 1/k of its parameters for each of its "
+    "k users (accounted params), so other tasks that share components with this one may show "
+    "other accounted params and scores in the new version, although their paths did not change")
 
 
 def open_existing_store(uri: str) -> Any:
@@ -62,6 +66,13 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     store = open_existing_store(args.store)
     run_id = args.run_id or f"rollback-{uuid.uuid4().hex[:12]}"
     result = store.rollback_task(args.task, args.to_version, run_id)
+    if result.note:  # the task already has that path: nothing published
+        if args.json:
+            _emit({"task": args.task, "to_version": args.to_version, "version": result.version,
+                   "created": False, "run_id": run_id, "note": result.note}, "", True)
+        else:
+            print(f"rollback of {args.task!r}: {result.note}")
+        return 0
     if args.json:
         _emit({"task": args.task, "to_version": args.to_version, "version": result.version,
                "created": result.created, "run_id": run_id}, "", True)
@@ -69,6 +80,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     verb = "committed" if result.created else "was already committed as"
     print(f"rollback of {args.task!r} to its path at version {args.to_version} {verb} version "
           f"{result.version} (run id {run_id})")
+    print(AMORTISATION_NOTE)
     return 0
 
 
@@ -113,7 +125,7 @@ def _cmd_cat(args: argparse.Namespace) -> int:
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, help="local folder or gs://bucket/prefix")
+    store_arg(p, help="local folder or gs://bucket/prefix")
 
 
 def _retention_arg(p: argparse.ArgumentParser) -> None:
@@ -171,3 +183,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--apply", action="store_true", help="delete (default: list only)")
     p.add_argument("--json", action="store_true", help="print the keys as JSON")
     p.set_defaults(func=_cmd_gc)
+
+    from mu2net.commands import aliases
+
+    aliases.register(add)

@@ -90,13 +90,16 @@ class ObjectBackend(abc.ABC):
 @dataclass(frozen=True)
 class CommitResult:
     """What a commit did: the version it created (or found, for a retried run), the bytes it
-    wrote, how many times it rebased, and the decision taken in a same-task race."""
+    wrote, how many times it rebased, and the decision taken in a same-task race. `note` is
+    set when nothing was published (`mu2net.store.publish`: no change, below the gate); then
+    `version` is the head that was kept."""
 
     version: int
     created: bool
     bytes_written: int = 0
     rebases: int = 0
     decision: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,9 +158,13 @@ class ModelStore(abc.ABC):
         """Create version 0 holding only the root path; refuses a non-empty store."""
 
     @abc.abstractmethod
-    def commit(self, extension: Extension, *, scorer: ScoreFn | None = None) -> CommitResult:
+    def commit(self, extension: Extension, *, scorer: ScoreFn | None = None,
+               min_gain: float = 0.0) -> CommitResult:
         """Publish an extension atomically on top of the head, rebasing on races; idempotent
-        per `extension.run_id`. `scorer` decides a same-task race (default: the store's)."""
+        per `extension.run_id`. `scorer` decides a same-task race (default: the store's).
+        Publishes nothing, saying why in `note`, when the path is the task's path at the
+        base version, or (with `min_gain` > 0) when its score gains less than `min_gain` over
+        the head's path of the task."""
 
     @abc.abstractmethod
     def load_task(self, task: str, number: int | None = None) -> tuple[Path, dict[str, bytes]]:
@@ -239,7 +246,8 @@ class ModelStore(abc.ABC):
 
     @abc.abstractmethod
     def rollback_task(self, task: str, to_version: int, run_id: str) -> CommitResult:
-        """A new version in which one task's path is the one it had at `to_version`."""
+        """A new version in which one task's path is the one it had at `to_version`; nothing
+        (a `note`) when the head already has that path."""
 
     @abc.abstractmethod
     def gc(self, *, retention_s: float, dry_run: bool = True) -> list[str]:

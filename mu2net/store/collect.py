@@ -63,6 +63,7 @@ class CollectionOps:
     read_version: Callable[[int], SystemVersion]
     _read_paths: Callable[[Iterable[str]], dict[str, Path]]
     _create: Callable[[str, bytes], int]
+    aliases: Callable[[], list[Any]]
 
     def acquire_lease(self, run_id: str, *, ttl_s: float, base_version: int | None = None,
                       blobs: Sequence[str] = ()) -> Lease:
@@ -105,8 +106,8 @@ class CollectionOps:
 
     def gc(self, *, retention_s: float, dry_run: bool = True,
            now: float | None = None) -> list[str]:
-        """Blob keys referenced by no retained version and no active lease, deleted unless
-        `dry_run`. A version is retained while it is the head or was the head at some time in
+        """Blob keys referenced by no retained version, no alias and no active lease, deleted
+        unless `dry_run`. A version is retained while it is the head or was the head at some time in
         the last `retention_s` seconds (its successor was committed within the window), and
         from the base version of any active lease on. Blobs written within the window or after
         an active lease was taken are kept too. Choose `retention_s` longer than the longest
@@ -135,6 +136,7 @@ class CollectionOps:
             path_hashes.update(version.tasks.values())
             successor_committed = epoch_of(version.provenance["committed_at"])
             number = version.parent
+        path_hashes.update(alias.path for alias in self.aliases())  # any age: serving reads it
         referenced = {c.blob for p in self._read_paths(path_hashes).values()
                       for c in p.components}
 
@@ -158,6 +160,8 @@ class CollectionOps:
                 leased, young = protected([lease for lease in self.leases()
                                            if lease.expires_at > self.clock()])
                 leased |= self._blobs_of_versions_after(head)
+                leased |= {c.blob for p in self._read_paths(
+                    {alias.path for alias in self.aliases()}).values() for c in p.components}
                 candidates = [info for info in candidates if info.key[len("blobs/"):]
                               not in leased and info.updated < young]
                 deleted = []

@@ -47,6 +47,10 @@ def queue_key(entry_id: str) -> str:
     return f"queue/{entry_id}.json"
 
 
+def alias_key(task: str, alias: str) -> str:
+    return f"aliases/{task}/{alias}.json"
+
+
 def lease_key(run_id: str) -> str:
     return f"leases/{hashlib.sha256(run_id.encode()).hexdigest()[:40]}.json"
 

@@ -196,3 +196,45 @@ class QueueOps:
     def queue(self) -> list[QueueEntry]:
         return [entry for entry, _ in self._entries()]
 
+    def remove_entry(self, entry_id: str) -> QueueEntry:
+        """Delete an entry that no run holds (pending, done or failed). It is first marked
+        `removed` by compare-and-swap, so a run taking it at the same moment either got it
+        first (then it is running and refused here) or cannot take it any more."""
+        for _ in range(self.max_attempts):
+            entry, generation = self._read_entry(entry_id)
+            if entry.state == "running":
+                raise StoreError(f"queue entry {entry_id!r} ({entry.spec}) is running in run "
+                                 f"{entry.run_id!r}: only a pending, done or failed entry can "
+                                 "be removed")
+            gone = replace(entry, state="removed", updated_at=iso_time(self.clock()))
+            try:
+                self.backend.write(queue_key(entry_id), encode(_entry_to_dict(gone)),
+                                   if_generation_match=generation)
+            except ConflictError:
+                continue
+            self.backend.delete(queue_key(entry_id))
+            return entry
+        raise ConflictError(f"queue entry {entry_id!r} kept changing; retry later")
+
+    def retry_entry(self, entry_id: str) -> QueueEntry:
+        """A failed entry back to pending (the next run takes it again); its run id and error
+        move to `extra["failures"]`, so the history stays with the entry."""
+        for _ in range(self.max_attempts):
+            entry, generation = self._read_entry(entry_id)
+            if entry.state != "failed":
+                raise StoreError(f"queue entry {entry_id!r} is {entry.state}; only a failed "
+                                 "entry can be retried")
+            extra = dict(entry.extra)
+            extra["failures"] = [*extra.get("failures", []),
+                                 {"run_id": entry.run_id, "error": entry.error,
+                                  "at": entry.updated_at}]
+            again = replace(entry, state="pending", run_id="", error="", extra=extra,
+                            updated_at=iso_time(self.clock()))
+            try:
+                self.backend.write(queue_key(entry_id), encode(_entry_to_dict(again)),
+                                   if_generation_match=generation)
+                return again
+            except ConflictError:
+                continue
+        raise ConflictError(f"queue entry {entry_id!r} kept changing; retry later")
+

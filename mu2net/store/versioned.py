@@ -11,6 +11,8 @@ Layout under the store root (every key but `HEAD`, queue entries and leases is w
     tasks/<name>/<content_hash>.json   prepared-task metadata (`TaskInfo`)
     task_data_dirs/<name>.json         where the task's data was last read (overwritten)
     queue/<entry id>.json              task-queue entries, each moved by compare-and-swap
+    aliases/<task>/<alias>.json        task aliases (e.g. prod), each moved by compare-and-swap
+    searches/<task>.json               cycles that kept the task's path (compare-and-swap)
     leases/<sha256(run id)[:40]>.json  run leases that garbage collection respects
 
 Commit protocol. The commit point is the create-only write of `versions/<N+1>`
@@ -52,6 +54,7 @@ from mu2net.schema import (
     SystemView,
     validate_task_name,
 )
+from mu2net.store.aliases import AliasOps
 from mu2net.store.base import CommitResult, ModelStore, ObjectBackend, ScoreFn
 from mu2net.store.collect import CollectionOps
 from mu2net.store.layout import (
@@ -67,6 +70,7 @@ from mu2net.store.layout import (
     read_blob_file,
     version_key,
 )
+from mu2net.store.publish import KeptSearchOps, gate_note, rollback_note, unchanged_note
 from mu2net.store.queue import QueueOps
 from mu2net.store.reads import ReadOps
 
@@ -91,7 +95,7 @@ def validation_accuracy(path: Path) -> float:
 # === the store ==============================================================================
 
 
-class VersionedStore(ReadOps, QueueOps, CollectionOps, ModelStore):
+class VersionedStore(ReadOps, QueueOps, CollectionOps, AliasOps, KeptSearchOps, ModelStore):
     """The versioned shared model on one backend. See the module docstring for the protocol.
 
     Args:
@@ -196,7 +200,8 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, ModelStore):
         raise StoreError(f"store {self.uri} is already initialised with another root path "
                          f"(head is version {head}); init only creates version 0")
 
-    def commit(self, extension: Extension, *, scorer: ScoreFn | None = None) -> CommitResult:
+    def commit(self, extension: Extension, *, scorer: ScoreFn | None = None,
+               min_gain: float = 0.0) -> CommitResult:
         ext, path = extension, extension.path
         path_hash = path.hash
         blobs = {c.blob for c in path.components}
@@ -213,6 +218,15 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, ModelStore):
         found = self._find_run(ext.run_id, head, ext.base_version + 1, ext.task)
         if found is not None:
             return found
+        # Publish only what changed (mu2net.store.publish): nothing written, so a retry of a
+        # refused commit is refused again with the same note.
+        note = (unchanged_note(self, path, base.tasks.get(ext.task), head)
+                or gate_note(self, path, scorer or self.scorer, min_gain, head))
+        if note:  # the next cycle of the task must not repeat this one (KeptSearchOps)
+            current = self.read_version(head).tasks.get(ext.task)
+            if current is not None:
+                self.record_kept_search(ext.task, current, ext.run_id)
+            return CommitResult(version=head, created=False, note=note)
         written, present = self._upload_files(ext.blob_files)
         self._verify_blobs(path, skip=set(ext.blob_files) - present)
         written += self._create(path_key(path_hash), encode(path.to_dict()))
@@ -239,6 +253,10 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, ModelStore):
         found = self._find_run(run_id, head, to_version + 1, task)
         if found is not None:
             return found
+        note = rollback_note(self.read_version(head).tasks.get(task), old_hash, task,
+                             to_version, head)
+        if note:
+            return CommitResult(version=head, created=False, note=note)
         path = self.read_path(old_hash)
         self._check_owner(path, task, to_version)
         blobs = sorted({c.blob for c in path.components})
