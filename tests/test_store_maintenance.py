@@ -217,33 +217,58 @@ def test_gc_keeps_blobs_of_versions_committed_while_it_decided(store_uri, tmp_pa
     assert make_store(store_uri).load_task("cifar")[0] == again.path
 
 
-def _race(store_uri: str, folder: str, seconds: float) -> dict[str, int]:
-    """Commits that reuse collected blobs, and rollbacks, against a gc loop with no retention.
-    After every successful commit or rollback the head must load completely."""
+def _race(store_uri: str, folder: str, rounds: int) -> dict[str, int]:
+    """`rounds` commits that reuse collected blobs, each followed by a rollback, against a gc
+    loop with no retention; bounded by a count, not a clock, so it checks the same at any speed.
+
+    Odd rounds race: gc runs freely while the round commits and rolls back (a rollback may
+    find its blobs collected and be refused, with that reason). Even rounds hold gc between
+    passes, so their rollback must succeed. Every round ends only after gc has finished a
+    pass since the round began, so the rounds interleave with gc however fast either is.
+    After every commit or rollback the head must load completely."""
     store, _, _ = three_versions(store_uri, folder)
     root = store.load_system(0).root
     stop = threading.Event()
+    gc_may_run = threading.Event()
+    gc_may_run.set()
+    passes = threading.Condition()
+    state = {"passes": 0, "in_pass": False}
     counts = {"gc_deleted": 0, "commits": 0, "rollbacks": 0, "rollbacks_refused": 0}
     errors: list[BaseException] = []
 
     def collect() -> None:
         gc_store = make_store(store_uri)
         while not stop.is_set():
+            if not gc_may_run.wait(timeout=0.05):
+                continue
+            with passes:
+                state["in_pass"] = True
             try:
                 counts["gc_deleted"] += len(gc_store.gc(retention_s=0, dry_run=False,
                                                         now=time.time() + 10))
             except BaseException as exc:  # surfaced by the assertion below
                 errors.append(exc)
                 return
+            finally:
+                with passes:
+                    state["in_pass"] = False
+                    state["passes"] += 1
+                    passes.notify_all()
+
+    def wait_for(condition) -> None:
+        with passes:
+            assert passes.wait_for(lambda: condition() or errors, timeout=120), state
 
     thread = threading.Thread(target=collect)
     thread.start()
     writer = make_store(store_uri)
-    i = 0
     try:
-        deadline = time.time() + seconds
-        while time.time() < deadline:
-            i += 1
+        for i in range(1, rounds + 1):
+            held = i % 2 == 0
+            if held:  # gc finishes its pass, then waits
+                gc_may_run.clear()
+                wait_for(lambda: not state["in_pass"])
+            begun = state["passes"]
             seed = "x" if i % 2 else "y"  # the same blobs come back every other commit
             ext = make_extension(folder, root, "cifar", f"c{i}", writer.head(), seed=seed)
             writer.commit(ext)
@@ -253,10 +278,14 @@ def _race(store_uri: str, folder: str, seconds: float) -> dict[str, int]:
                 writer.rollback_task("cifar", writer.head() - 1, f"r{i}")
                 counts["rollbacks"] += 1
             except StoreError as exc:
+                assert not held, f"round {i}: a rollback with gc held was refused: {exc}"
                 assert "garbage-collected" in str(exc)
                 counts["rollbacks_refused"] += 1
             make_store(store_uri).load_task("cifar")
+            gc_may_run.set()
+            wait_for(lambda begun=begun: state["passes"] > begun)  # gc ran during or after
     finally:
+        gc_may_run.set()
         stop.set()
         thread.join()
     assert not errors, errors
@@ -266,11 +295,12 @@ def _race(store_uri: str, folder: str, seconds: float) -> dict[str, int]:
 
 
 def test_gc_racing_commits_and_rollbacks_loses_nothing(store_uri, tmp_path) -> None:
-    counts = _race(store_uri, str(tmp_path), seconds=4)
-    assert counts["commits"] >= 3 and counts["gc_deleted"] > 0, counts
+    counts = _race(store_uri, str(tmp_path), rounds=6)
+    assert counts["commits"] == 6 and counts["gc_deleted"] > 0, counts
+    assert counts["rollbacks"] >= 3 and counts["rollbacks"] + counts["rollbacks_refused"] == 6
 
 
 @pytest.mark.slow
 def test_gc_racing_commits_and_rollbacks_loses_nothing_long(store_uri, tmp_path) -> None:
-    counts = _race(store_uri, str(tmp_path), seconds=60)
-    assert counts["rollbacks"] > 0, counts
+    counts = _race(store_uri, str(tmp_path), rounds=100)
+    assert counts["rollbacks"] >= 50 and counts["gc_deleted"] > 0, counts
