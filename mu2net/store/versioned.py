@@ -285,7 +285,7 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, ModelStore):
         """Create the next index on top of the head, rebasing until it wins the create."""
         for attempt in range(self.max_attempts):
             pointer, generation = self._read_pointer()
-            head = self._probe(pointer)
+            head = self._probe(pointer, past_gaps=True)
             if head is None:
                 raise StoreError(f"store {self.uri} is empty: initialise it first")
             if head > scanned:  # versions committed meanwhile: a duplicate of this run?
@@ -322,7 +322,12 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, ModelStore):
     def _find_run(self, run_id: str, newest: int, oldest: int, task: str) -> CommitResult | None:
         """The version run `run_id` committed, looking from `newest` down to `oldest`."""
         for number in range(newest, max(oldest, 0) - 1, -1):
-            provenance = self._provenance(number)
+            try:
+                provenance = self._provenance(number)
+            except IntegrityError:
+                raise
+            except StoreError:  # missing: a gap (damage that `store check` reports)
+                continue
             if provenance.get("run_id") != run_id:
                 continue
             if provenance.get("task") != task:
