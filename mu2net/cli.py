@@ -65,11 +65,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # `mu2net status | head`: the reader left; not an error of ours
+        _silence_stdout()
+        return 0
     # Named types only: anything else is a bug and keeps its traceback.
     except (Mu2NetError, OSError, ValueError) as exc:
         print(f"mu2net: error: {error_line(exc, getattr(args, 'store', None))}",
               file=sys.stderr)
         return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush raises nothing more."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (tests capture it)
+        pass
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 import zipfile
@@ -187,6 +188,8 @@ def _cmd_queue(args: argparse.Namespace) -> int:
             print(f"queued {entry.id}: {entry.spec} ({entry.mode})")
         return 0
     entries = store.queue()
+    for reason in getattr(store, "damaged_entries", []):
+        print(f"damaged: {reason} (see `mu2net store check`)", file=sys.stderr)
     if args.json:
         print(json.dumps([e.__dict__ | {"extra": dict(e.extra)} for e in entries], indent=2))
         return 0

@@ -23,11 +23,16 @@ from mu2net.errors import ConfigError, StoreError, TaskError
 DEMO_TASKS = ("demo:mnist_5k", "demo:glyph_letters")
 
 
+MAX_CYCLES = 1000  # search cycles per task; the paper uses a handful, each one a pipeline run
+
+
 def check_cycles(cycles: Any) -> int:
-    """`cycles` if it is a valid number of search cycles per task (an integer >= 1)."""
-    if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 1:
-        raise ConfigError(f"--cycles {cycles!r} is invalid: expected an integer >= 1 "
-                          "(search cycles per task)")
+    """`cycles` if it is a valid number of search cycles per task (1..`MAX_CYCLES`): checked
+    before any list of runs is built, so a typo cannot exhaust memory."""
+    if (isinstance(cycles, bool) or not isinstance(cycles, int) or not
+            1 <= cycles <= MAX_CYCLES):
+        raise ConfigError(f"--cycles {cycles!r} is invalid: expected an integer from 1 to "
+                          f"{MAX_CYCLES} (search cycles per task)")
     return cycles
 
 
