@@ -76,6 +76,7 @@ class CheckReport:
     gaps: list[int] = field(default_factory=list)  # versions missing below `newest`
     junk_blobs: list[str] = field(default_factory=list)  # unreferenced, wrong bytes
     damaged: dict[str, str] = field(default_factory=dict)  # other document key -> reason
+    damaged_indices: dict[int, str] = field(default_factory=dict)  # present, unreadable
 
     @property
     def ok(self) -> bool:
@@ -116,7 +117,8 @@ def _listing(store: VersionedStore, prefix: str, report: CheckReport) -> list[st
 
 
 def _scan_versions(store: VersionedStore, report: CheckReport) -> dict[int, SystemVersion]:
-    numbers, damaged = [], set()
+    numbers: list[int] = []
+    damaged: dict[int, str] = {}
     for key in _listing(store, "versions/", report):
         match = _VERSION_KEY_RE.match(key)
         if match is None:
@@ -129,25 +131,25 @@ def _scan_versions(store: VersionedStore, report: CheckReport) -> dict[int, Syst
         if data is None:
             if error:
                 report.problems.append(error)
-                damaged.add(number)
+                damaged[number] = error
             continue  # deleted while listing
         try:
             version = parse_document("index", data, version_key(number))
         except IntegrityError as exc:
             report.problems.append(str(exc))
-            damaged.add(number)
+            damaged[number] = str(exc)
             continue
         if version.number != number:
-            report.problems.append(f"index {version_key(number)} holds version "
-                                   f"{version.number}")
-            damaged.add(number)
+            damaged[number] = f"index {version_key(number)} holds version {version.number}"
+            report.problems.append(damaged[number])
             continue
         if number > 0 and version.parent != number - 1:
             report.problems.append(f"version {number} names parent {version.parent}, not "
                                    f"{number - 1}")
         versions[number] = version
     report.versions = len(versions)
-    present = set(versions) | damaged
+    report.damaged_indices = {n: reason for n, reason in damaged.items()}
+    present = set(versions) | set(damaged)
     report.newest = max(present) if present else None
     report.head = max(versions) if versions else None
     if report.newest is not None:

@@ -129,6 +129,11 @@ def repair_store(store: VersionedStore, *, apply: bool = False, retention_s: flo
         report.unrepairable.append(f"versions {check.gaps[:20]} are missing (a gap): a lost "
                                    "index cannot be rebuilt; restore it from a backup. The head "
                                    "and new commits are unaffected")
+    for number, reason in sorted(check.damaged_indices.items()):
+        if number != check.newest:
+            report.unrepairable.append(f"{reason}: an index is immutable history and cannot be "
+                                       "rebuilt; restore it from a backup. The head and new "
+                                       "commits are unaffected")
     if check.head_damaged:
         was = "missing or corrupt" if check.head_pointer is None else check.head_pointer
         report.actions.append(f"set HEAD to version {check.newest} (was {was}), the newest "
