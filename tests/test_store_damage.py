@@ -264,3 +264,43 @@ def test_numbered_store_case(template, backend, case, tmp_path) -> None:
         assert outcome.seconds < case.bound_s, shown
     if case.after is not None:
         case.after(uri)
+
+
+def test_case6_a_killed_gc_blocks_writers_for_a_bounded_time(template, backend, tmp_path,
+                                                            monkeypatch, caplog) -> None:
+    """A gc killed while deleting leaves its registration in `GC`: it must expire within
+    `GC_REGISTRATION_S` (not the ~10 minutes of issue 23), and a writer waiting on it prints
+    progress, then says it ignores it."""
+    from test_store import Delegate
+
+    from mu2net.store import collect
+    from mu2net.store.versioned import VersionedStore
+
+    uri = copy_store(template, backend, str(tmp_path))
+    store = _store(uri)
+    store.backend.write(blob_key("cd" * 32), b"an orphan to collect")
+    registered = []
+
+    class Killed(Delegate):  # the process dies at its first delete, registration left behind
+        def write(self, key, data, *, if_generation_match=None):
+            if key == GC_KEY:
+                registered.append(json.loads(data)["collections"])
+            return self.inner.write(key, data, if_generation_match=if_generation_match)
+
+        def delete(self, key):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        VersionedStore(Killed(store.backend)).gc(retention_s=0, dry_run=False,
+                                                 now=time.time() + 10)
+    expiry = next(iter(registered[0].values()))
+    assert expiry - time.time() <= collect.GC_REGISTRATION_S <= 180
+    # Left behind as a kill would leave it; shorten it so the test waits seconds, not minutes.
+    store.backend.write(GC_KEY, encode({"collections": {"killed": time.time() + 1.5}}))
+    monkeypatch.setattr(collect, "WAIT_PROGRESS_S", 0.5)
+    start = time.monotonic()
+    with caplog.at_level("WARNING"):
+        store.rollback_task("t1", 1, "rb-after-killed-gc")
+    assert time.monotonic() - start < 6
+    assert "waiting for garbage collection(s) ['killed']" in caplog.text
+    assert "ignoring garbage collection killed" in caplog.text
