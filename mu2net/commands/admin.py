@@ -174,12 +174,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_queue(args: argparse.Namespace) -> int:
     store = _store(args.store)
     if args.action == "add":
-        from mu2net.tasks.validate import check_queue_spec
+        from mu2net.tasks.specs import check_queue_spec
 
         if not args.specs:
             raise ConfigError("queue add needs at least one task spec")
+        from mu2net.commands.local import named_specs
+
         local = "://" not in args.store or args.store.startswith("file://")
-        specs = [check_queue_spec(spec, args.mode, local_store=local) for spec in args.specs]
+        specs = [check_queue_spec(spec, args.mode, local_store=local)
+                 for spec in named_specs(args.specs, args.name)]
         if store.head() is None:
             raise StoreError(f"store {args.store!r} is not initialised: run `mu2net init "
                              f"--store {args.store} --root ...` before queueing tasks")
@@ -234,5 +237,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("specs", nargs="*", metavar="SPEC")
     p.add_argument("--store", required=True)
     p.add_argument("--mode", choices=MODES, default="onboard")
+    p.add_argument("--name", default=None,
+                   help="add: the task's name (one SPEC only; default: derived from the spec)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_queue)

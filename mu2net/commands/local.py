@@ -138,9 +138,22 @@ def _cycles_arg(p: argparse.ArgumentParser) -> None:
                         "(default: the config's onboard_cycles)")
 
 
+def named_specs(specs: Sequence[str], name: str | None) -> list[str]:
+    """The specs, the one of them named `name` (`--name`: one spec only)."""
+    if not name:
+        return list(specs)
+    if len(specs) != 1:
+        raise ConfigError(f"--name {name!r} names one task, but {len(specs)} specs were given: "
+                          "pass one spec with --name")
+    from mu2net.tasks.sources import named_spec
+
+    return [named_spec(specs[0], name)]
+
+
 def _cmd_onboard(args: argparse.Namespace) -> int:
     cycles = _cycles(args)
-    return _run_cycles(args.store, [cycle_requests(spec, cycles) for spec in args.specs], args)
+    specs = named_specs(args.specs, args.name)
+    return _run_cycles(args.store, [cycle_requests(spec, cycles) for spec in specs], args)
 
 
 def _cmd_iterate(args: argparse.Namespace) -> int:
@@ -200,6 +213,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
                    help="task sources: demo:NAME, tfds:NAME, imagefolder:URI")
     _local_args(p)
     _cycles_arg(p)
+    p.add_argument("--name", default=None,
+                   help="the task's name (one SPEC only; default: derived from the spec)")
     p.set_defaults(func=_cmd_onboard)
 
     p = add("iterate", help="re-evolve existing tasks: one local pipeline cycle per task")
