@@ -64,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
+        return rc
     except BrokenPipeError:  # `mu2net status | head`: the reader left; not an error of ours
         _silence_stdout()
         return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
             "method_version": path.method_version}
     write_export(model, target, meta_path, meta)
     print(f"exported task {args.task} (version {view.number}) to {target}")
+    if args.format == "keras":  # custom layers: plain keras.models.load_model cannot build them
+        print("  load it where mu2net is installed: from mu2net.model import load_keras_model; "
+              f"load_keras_model({os.path.basename(target)!r}) (keras.models.load_model alone "
+              "does not know the mu2net layers; --format savedmodel needs no mu2net)")
     return 0
 
 

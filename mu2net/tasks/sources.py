@@ -261,12 +261,13 @@ def _read_tfds_builder(builder: Any, source: SourceSpec, task_name: str,
             labels.append(int(example[label_key]))
         raw[ours] = (images, np.asarray(labels, np.int64))
     splits, notes = _stack_splits(raw)
+    brought = set(splits)
     splits, carved = carve_missing_splits(splits)
     notes += carved
     description = (f"TFDS {source.target} (version {info.version}) from {shown_dir}"
                    + (f"; {'; '.join(notes)}" if notes else ""))
     return build_task(task_name, splits, class_names, source=str(source),
-                      description=description)
+                      description=description, carved=tuple(set(splits) - brought))
 
 
 def _stack_splits(raw: dict[str, tuple[list[np.ndarray], np.ndarray]]
@@ -367,6 +368,7 @@ def _read_imagefolder(root: pathlib.Path, source: SourceSpec, task_name: str,
     notes = [f"{len(bad)} of {total} files skipped as unreadable images"] if bad else []
     splits, stack_notes = _stack_splits(raw)
     notes += stack_notes
+    brought = set(splits)
     if "test" not in splits or "validation" not in splits:
         images, labels = splits["train"]
         order = permutation(len(labels), _ORDER_SEED)
@@ -377,4 +379,4 @@ def _read_imagefolder(root: pathlib.Path, source: SourceSpec, task_name: str,
     description = f"image folder {source.target}; {len(class_names)} classes" + (
         f"; {'; '.join(notes)}" if notes else "")
     return build_task(task_name, splits, class_names, source=str(source),
-                      description=description)
+                      description=description, carved=tuple(set(splits) - brought))

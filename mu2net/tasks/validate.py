@@ -36,14 +36,21 @@ def class_counts(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], num_classe
 
 
 def check_learnable(name: str, splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                    class_names: Sequence[str]) -> None:
+                    class_names: Sequence[str], *, carved: Sequence[str] = ()) -> None:
     """Refuse a class without training images: the model can never predict it, yet its test
-    images would silently cap the reported accuracy (2 of 3 classes learnable: 0.667)."""
+    images would silently cap the reported accuracy (2 of 3 classes learnable: 0.667).
+    `carved`: splits carved automatically from train, which the user cannot edit."""
     counts = class_counts(splits, len(class_names))
     for c, class_name in enumerate(class_names):
         if counts["train"][c]:
             continue
         elsewhere = {s: int(n[c]) for s, n in counts.items() if s != "train" and n[c]}
+        if elsewhere and set(elsewhere) <= set(carved):
+            total = sum(elsewhere.values())
+            raise TaskError(f"task {name!r}: class {class_name!r} has no training image: its "
+                            f"{total} image(s) all went to the {' and '.join(sorted(elsewhere))} "
+                            "split(s) carved automatically from the training images, so the "
+                            f"model can never learn it: add more images of {class_name!r}")
         if elsewhere:
             where = ", ".join(f"{n} in {s}" for s, n in sorted(elsewhere.items()))
             raise TaskError(f"task {name!r}: class {class_name!r} has no training image "
