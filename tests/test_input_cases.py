@@ -170,3 +170,72 @@ def test_tasks_package_has_no_import_circle() -> None:
 
     for module in graph:
         visit(module, ())
+
+
+# === 12. messages that name the real cause ================================================
+
+
+def test_a_lost_same_task_race_says_the_path_was_discarded() -> None:
+    from mu2net.report import one_line
+
+    decision = ("same-task race on 't1' at version 3: kept the existing path aaaa (score 0.9) "
+                "over bbbb (score 0.5)")
+    line = one_line({"task": "t1", "version": 4, "created": True, "decision": decision},
+                    {"test_accuracy": 0.9})
+    assert "this run's path was discarded" in line and "kept path's numbers" in line
+    plain = one_line({"task": "t1", "version": 4, "created": True, "decision": ""},
+                     {"test_accuracy": 0.9})
+    assert "discarded" not in plain
+
+
+@pytest.mark.parametrize("kind", ["file", "unwritable-parent"])
+def test_an_unusable_cache_dir_is_named_not_blamed_on_the_store(tmp_path, monkeypatch,
+                                                                kind) -> None:
+    from test_store import init_store, make_store
+
+    store_dir = str(tmp_path / "store")
+    init_store(make_store(store_dir), str(tmp_path))
+    cache = tmp_path / "cache"
+    if kind == "file":
+        cache.write_text("not a folder")
+    else:
+        cache = tmp_path / "afile" / "cache"
+        (tmp_path / "afile").write_text("a file where a folder should be")
+    monkeypatch.setenv("MU2NET_CACHE_DIR", str(cache))
+    outcome = run_cli("status", "--store", store_dir)
+    assert outcome.rc == 2
+    assert "$MU2NET_CACHE_DIR" in outcome.err and repr(str(cache)) in outcome.err
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from test_store import init_store, make_store
+
+    store_dir = str(tmp_path / "store")
+    init_store(make_store(store_dir), str(tmp_path))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # `mu2net status --store S | true`: the reader is gone before the command writes
+    proc = subprocess.Popen([sys.executable, "-m", "mu2net.cli", "queue", "list", "--store",
+                             store_dir], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Broken pipe" not in err and "Traceback" not in err, err
+
+
+def test_a_class_lost_to_carved_splits_is_not_blamed_on_the_user() -> None:
+    from mu2net.tasks.validate import check_learnable
+
+    images = np.zeros((4, 8, 8), np.uint8)
+    splits = {"train": (images, np.array([0, 0, 0, 0])),
+              "validation": (images[:1], np.array([1])), "test": (images[:1], np.array([0]))}
+    with pytest.raises(TaskError) as carved:
+        check_learnable("t", splits, ["a", "b"], carved=("validation", "test"))
+    assert "carved automatically" in str(carved.value)
+    assert "other splits" not in str(carved.value)
+    with pytest.raises(TaskError, match="remove it from the other splits"):
+        check_learnable("t", splits, ["a", "b"])  # splits the user made
