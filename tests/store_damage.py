@@ -26,12 +26,16 @@ TASKS = ("t1", "t2", "t3", "t4")
 COMMAND_BOUND_S = 20.0  # every command on these tiny stores ends well within this
 
 
-def build_template(folder: str) -> str:
+def build_template(folder: str, *, extras: bool = False) -> str:
     """`mu2net init --store S --config testing --root random`, then t1..t4 committed (one
-    version each, synthetic parameters: no training). Returns the store's folder."""
+    version each, synthetic parameters: no training). With `extras`, also one document of each
+    other kind for damage to hit: a task record, a pending queue entry and a live lease.
+    Returns the store's folder."""
     from mu2net_helpers import random_root_store
 
     from mu2net.config import get_config
+    from mu2net.schema import sha256_hex
+    from mu2net.task_info import TaskInfo
 
     store = random_root_store(folder, get_config("testing"))
     for task in TASKS:
@@ -40,7 +44,39 @@ def build_template(folder: str) -> str:
                                          own=("encoderblock_0",),
                                          metrics={"validation_accuracy": 0.5,
                                                   "test_accuracy": 0.5}))
+    if extras:
+        store.put_task_info(TaskInfo(
+            name="t1", source="demo:digits", num_classes=2, class_names=("a", "b"),
+            split_sizes={"train": 8, "validation": 2, "test": 2}, image_shape=(8, 8, 1),
+            content_hash=sha256_hex(b"t1 data")))
+        store.enqueue("demo:digits", entry_id="pending-digits")
+        store.acquire_lease("live-run", ttl_s=10 * 365 * 86400, base_version=4)
     return os.path.join(folder, "store")
+
+
+def library_reads(uri: str) -> list[str]:
+    """The store's reads called directly (what the pipeline and `status` build on: head,
+    history, show, diff, one task, the queue's next entry, leases, task records); returns the
+    tracebacks of any that raised something other than a one-line `Mu2NetError`."""
+    from mu2net.errors import Mu2NetError
+    from mu2net.store import open_store
+
+    crashes = []
+    store = open_store(uri, cache_dir=None, create=False)
+    calls = [("head", store.head), ("versions", lambda: store.versions(limit=10)),
+             ("show", lambda: store.show(store.head())),
+             ("diff", lambda: store.diff(0, store.head())),
+             ("load_system", store.load_system), ("load_task", lambda: store.load_task("t2")),
+             ("queue", store.queue), ("take_next", lambda: store.take_next("fuzz-run")),
+             ("leases", store.leases), ("task_infos", lambda: store.task_infos("t1"))]
+    for name, call in calls:
+        try:
+            call()
+        except Mu2NetError:
+            pass
+        except BaseException:  # noqa: BLE001 - what the test is looking for
+            crashes.append(f"{name}: {traceback.format_exc()}")
+    return crashes
 
 
 def copy_store(template: str, backend: str, tmp: str) -> str:

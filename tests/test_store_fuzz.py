@@ -24,6 +24,7 @@ from store_damage import (
     commands,
     copy_store,
     damage,
+    library_reads,
     loadable_tasks,
     present,
     referenced_blobs,
@@ -33,7 +34,7 @@ from store_damage import (
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> str:
-    return build_template(str(tmp_path_factory.mktemp("template")))
+    return build_template(str(tmp_path_factory.mktemp("template")), extras=True)
 
 
 def fuzz_one(template: str, backend: str, seed: int, tmp: str) -> list[str]:
@@ -48,6 +49,7 @@ def fuzz_one(template: str, backend: str, seed: int, tmp: str) -> list[str]:
     report = check_json(uri)
     if must_flag and report["ok"]:
         failures.append(f"{where}: store check says OK")
+    failures += [f"{where}: library read crashed: {crash}" for crash in library_reads(uri)]
     loadable = loadable_tasks(uri)
     referenced = present(uri, referenced_blobs(uri))
     outside_files = sorted(os.listdir(outside))
@@ -65,6 +67,7 @@ def fuzz_one(template: str, backend: str, seed: int, tmp: str) -> list[str]:
             after = loadable_tasks(uri)
             if not loadable <= after:
                 failures.append(f"{where}: repair --apply lost tasks {sorted(loadable - after)}")
+    failures += [f"{where}: library read crashed: {crash}" for crash in library_reads(uri)]
     lost = referenced - present(uri, referenced)
     if lost:
         failures.append(f"{where}: blobs of present indices were deleted: {sorted(lost)}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -47,6 +48,7 @@ from mu2net.store.layout import (
 )
 
 log = logging.getLogger(__name__)
+_VERSION_KEY_RE = re.compile(r"^versions/(\d{12})\.json$")
 
 GC_DELETE_S = 300.0  # one collection deletes for at most this long, then stops
 GC_REGISTRATION_S = 180.0  # a registration in GC lasts this long unless renewed
@@ -244,13 +246,18 @@ class CollectionOps:
         return deleted
 
     def _newest_present(self) -> int | None:
-        """The newest index present, looking past a missing one (`_probe` with gaps)."""
+        """The newest index present: the probe from HEAD past gaps and, since a collection
+        lists the blobs anyway, a listing of `versions/` too, so no index past a wide gap or a
+        damaged HEAD escapes it."""
         pointer: int | None
         try:
             pointer = self._read_pointer()[0]
         except IntegrityError:  # a damaged HEAD: probe from version 0
             pointer = None
-        return self._probe(pointer, past_gaps=True)
+        numbers = [int(m.group(1)) for m in map(_VERSION_KEY_RE.match,
+                                                self.backend.list("versions/")) if m]
+        probed = self._probe(pointer, past_gaps=True)
+        return max([n for n in (probed, *numbers) if n is not None], default=None)
 
     def _blobs_of(self, path_hashes: Iterable[str], unreadable: list[str]) -> set[str]:
         """Blobs of the path documents; the ones that cannot be read go to `unreadable`."""

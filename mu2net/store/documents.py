@@ -212,8 +212,8 @@ def check_lease(doc: Any, where: str) -> Mapping[str, Any]:  # noqa: ARG001
 
 
 # Fields every queue entry has; other fields (added by newer code) are allowed and kept.
-QUEUE_ENTRY_STRINGS = ("id", "spec", "mode", "state")
-QUEUE_ENTRY_OPTIONAL_STRINGS = ("run_id", "error", "enqueued_at", "updated_at")
+QUEUE_ENTRY_STRINGS = ("id", "spec", "mode", "state", "updated_at")
+QUEUE_ENTRY_OPTIONAL_STRINGS = ("run_id", "error", "enqueued_at")
 
 
 def check_queue_entry(doc: Any, where: str) -> Mapping[str, Any]:  # noqa: ARG001
@@ -225,8 +225,7 @@ def check_queue_entry(doc: Any, where: str) -> Mapping[str, Any]:  # noqa: ARG00
         _field(d, "queue_entry", name, str)
     for name in QUEUE_ENTRY_OPTIONAL_STRINGS:
         _field(d, "queue_entry", name, str, optional=True)
-    if d.get("updated_at"):
-        check_iso_time(d["updated_at"], "queue_entry.updated_at")
+    check_iso_time(d["updated_at"], "queue_entry.updated_at")  # the abandoned-entry test
     _field(d, "queue_entry", "extra", dict, optional=True)
     return d
 

@@ -282,8 +282,15 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, ModelStore):
     def _publish(self, merge: Callable[[SystemVersion], tuple[dict[str, str], dict[str, Any]]],
                  provenance: Mapping[str, Any], run_id: str, *, scanned: int,
                  written: int) -> CommitResult:
-        """Create the next index on top of the head, rebasing until it wins the create."""
+        """Create the next index on top of the head, rebasing until it wins the create
+        (at most `max_attempts` times, backing off up to 0.5 s; a line every 10 s says so)."""
+        started = last_line = time.monotonic()
         for attempt in range(self.max_attempts):
+            if time.monotonic() - last_line >= 10:
+                last_line = time.monotonic()
+                log.warning("commit of run %s on %s: lost %d races in %.0f s to other writers; "
+                            "still trying (at most %d)", run_id, self.uri, attempt,
+                            last_line - started, self.max_attempts)
             pointer, generation = self._read_pointer()
             head = self._probe(pointer, past_gaps=True)
             if head is None:
