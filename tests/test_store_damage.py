@@ -223,7 +223,7 @@ CASES = [
           (("store", "repair", "--apply", *S), 0, "remove the damaged lease")]),
     Case("7-queue-entry-is-a-list",
          lambda u, t: _store(u).backend.write("queue/20260101T000000-x.json", b"[]"),
-         [(("queue", "list", *S), 0, "queue is empty"),
+         [(("queue", "list", *S), 0, "is not a valid queue entry"),
           (("store", "check", *S), 1, "queue/20260101T000000-x.json")]),
     Case("7-head-nested-deep", lambda u, t: _store(u).backend.write(HEAD_KEY, deeply_nested()),
          [(("status", *S), 2, "store repair"), (("store", "check", *S), 1, "HEAD"),
@@ -304,3 +304,10 @@ def test_case6_a_killed_gc_blocks_writers_for_a_bounded_time(template, backend, 
     assert time.monotonic() - start < 6
     assert "waiting for garbage collection(s) ['killed']" in caplog.text
     assert "ignoring garbage collection killed" in caplog.text
+
+
+def test_quick_check_sees_blobs_linked_out_of_the_store(template, tmp_path) -> None:
+    uri = copy_store(template, "local", str(tmp_path))
+    _symlink_blobs(uri, str(tmp_path))
+    outcome = run_cli("store", "check", "--quick", "--store", uri)
+    assert outcome.rc == 1 and "leads out of the store" in outcome.out
