@@ -75,10 +75,10 @@ class Case:
     notes: list[str] = field(default_factory=list)
 
 
-def _commit_t5(uri: str) -> None:
+def _commit_t5(uri: str, tmp: str) -> None:
     store = _store(uri)
     view = store.load_system()
-    store.commit(synthetic_extension(view, "t5", os.path.join(uri + "-blobs"),
+    store.commit(synthetic_extension(view, "t5", os.path.join(tmp, "t5-blobs"),
                                      own=("encoderblock_0",),
                                      metrics={"validation_accuracy": 0.5}))
 
@@ -90,10 +90,10 @@ def _case1_after_rollback(uri: str) -> None:
     assert loadable_tasks(uri) == {"t1", "t2", "t3", "t4"}
 
 
-def _case1_commit_into_gap(uri: str) -> None:
+def _case1_commit_into_gap(uri: str, tmp: str) -> None:
     raw_delete(uri, version_key(2))
     _store(uri).backend.write(HEAD_KEY, b'{"version": 1}')  # a lagging pointer, below the gap
-    _commit_t5(uri)
+    _commit_t5(uri, tmp)
 
 
 def _case1_commit_after(uri: str) -> None:
@@ -149,7 +149,7 @@ CASES = [
          [(("store", "repair", "--apply", *S), 1, ""),
           (("rollback", "--task", "t1", "--to-version", "1", *S), 0, "committed version 5")],
          after=_case1_after_rollback),
-    Case("1-commit-never-into-gap", lambda u, t: _case1_commit_into_gap(u),
+    Case("1-commit-never-into-gap", _case1_commit_into_gap,
          [(("store", "check", *S), 1, "missing below version 5 (a gap)"),
           (("gc", "--retention-hours", "0", "--apply", *S), 0, "gc of"),
           (("store", "repair", "--apply", *S), 1, "versions [2] are missing")],
