@@ -255,9 +255,11 @@ def commands(uri: str) -> list[tuple[str, ...]]:
             ("store", "check", *s), ("status", *s)]
 
 
-def check_json(uri: str) -> dict:
+def check_json(uri: str) -> dict | str:
+    """`store check --json`'s report, or why there is none (a crash or an error line)."""
     outcome = run_cli("store", "check", "--json", "--store", uri)
-    assert not outcome.crash, outcome.crash
+    if outcome.crash or outcome.rc not in (0, 1):
+        return outcome.crash or outcome.last_line
     return json.loads(outcome.out)
 
 

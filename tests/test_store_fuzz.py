@@ -47,7 +47,9 @@ def fuzz_one(template: str, backend: str, seed: int, tmp: str) -> list[str]:
     where = f"seed {seed} ({backend}, {what})"
     failures = []
     report = check_json(uri)
-    if must_flag and report["ok"]:
+    if isinstance(report, str):
+        failures.append(f"{where}: store check failed instead of reporting: {report}")
+    elif must_flag and report["ok"]:
         failures.append(f"{where}: store check says OK")
     failures += [f"{where}: library read crashed: {crash}" for crash in library_reads(uri)]
     loadable = loadable_tasks(uri)
