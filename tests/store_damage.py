@@ -242,17 +242,20 @@ def run_cli(*argv: str) -> Outcome:
                    time.monotonic() - start, crash)
 
 
-def commands(uri: str) -> list[tuple[str, ...]]:
-    """Every read and admin command, in the order an operator would try them."""
+def commands(uri: str, report_to: str = "") -> list[tuple[str, ...]]:
+    """Every read and admin command, in the order an operator would try them; with
+    `report_to`, `mu2net report` too (the full history; about 3 s, so the slow suite only)."""
     s = ("--store", uri)
-    return [("status", *s), ("status", "--json", *s), ("status", "--version", "1", *s),
-            ("store", "check", *s), ("store", "check", "--quick", *s),
-            ("queue", "list", *s), ("store", "repair", *s),
-            ("gc", "--retention-hours", "0", *s),
-            ("rollback", "--task", "t1", "--to-version", "1", *s),
-            ("store", "repair", "--apply", "--retention-hours", "0", *s),
-            ("gc", "--retention-hours", "0", "--apply", *s),
-            ("store", "check", *s), ("status", *s)]
+    report = [("report", "--out", report_to, *s)] if report_to else []
+    return report + [
+        ("status", *s), ("status", "--json", *s), ("status", "--version", "1", *s),
+        ("store", "check", *s), ("store", "check", "--quick", *s),
+        ("queue", "list", *s), ("store", "repair", *s),
+        ("gc", "--retention-hours", "0", *s),
+        ("rollback", "--task", "t1", "--to-version", "1", *s),
+        ("store", "repair", "--apply", "--retention-hours", "0", *s),
+        ("gc", "--retention-hours", "0", "--apply", *s),
+        ("store", "check", *s), ("status", *s)]
 
 
 def check_json(uri: str) -> dict | str:

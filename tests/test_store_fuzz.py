@@ -37,8 +37,10 @@ def template(tmp_path_factory) -> str:
     return build_template(str(tmp_path_factory.mktemp("template")), extras=True)
 
 
-def fuzz_one(template: str, backend: str, seed: int, tmp: str) -> list[str]:
-    """The failures of one damaged store (empty when it holds up)."""
+def fuzz_one(template: str, backend: str, seed: int, tmp: str, *, report: bool = False
+             ) -> list[str]:
+    """The failures of one damaged store (empty when it holds up). `report`: run `mu2net
+    report` too."""
     rng = random.Random(seed)
     outside = os.path.join(tmp, f"outside-{seed}")
     os.makedirs(outside)
@@ -55,7 +57,7 @@ def fuzz_one(template: str, backend: str, seed: int, tmp: str) -> list[str]:
     loadable = loadable_tasks(uri)
     referenced = present(uri, referenced_blobs(uri))
     outside_files = sorted(os.listdir(outside))
-    for argv in commands(uri):
+    for argv in commands(uri, os.path.join(tmp, f"report-{seed}.html") if report else ""):
         outcome = run_cli(*argv)
         name = " ".join(argv[:3])
         text = outcome.out + outcome.err
@@ -99,8 +101,9 @@ def test_damaged_stores_hold_up(template, backend, seeds, tmp_path, request) -> 
 @pytest.mark.parametrize(("backend", "seeds"), [("local", range(1000, 1450)),
                                                 ("gcs", range(1000, 1060))])
 def test_many_damaged_stores_hold_up(template, backend, seeds, tmp_path, request) -> None:
+    """Every tenth store also runs `mu2net report` (the whole history, ~3 s each)."""
     if backend == "gcs":
         request.getfixturevalue("gcs_server")
-    failures = [f for seed in _seeds(seeds) for f in fuzz_one(template, backend, seed,
-                                                               str(tmp_path))]
+    failures = [f for seed in _seeds(seeds) for f in fuzz_one(
+        template, backend, seed, str(tmp_path), report=seed % 10 == 0)]
     assert not failures, "\n".join(failures[:10])
