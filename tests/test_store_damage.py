@@ -149,6 +149,9 @@ CASES = [
          [(("store", "repair", "--apply", *S), 1, ""),
           (("rollback", "--task", "t1", "--to-version", "1", *S), 0, "committed version 5")],
          after=_case1_after_rollback),
+    Case("1-history-stops-at-gap", lambda u, t: raw_delete(u, version_key(2)),
+         [(("report", "--store", "{s}", "--out", "{s}-report.html"), 0,
+           "history stops at version 2")], backends=("local",)),
     Case("1-commit-never-into-gap", _case1_commit_into_gap,
          [(("store", "check", *S), 1, "missing below version 5 (a gap)"),
           (("gc", "--retention-hours", "0", "--apply", *S), 0, "gc of"),
@@ -211,7 +214,8 @@ CASES = [
           (("store", "check", *S), 0, "OK")]),
     # 6. a killed gc stays registered: its registration past the deadline is ignored
     Case("6-killed-gc-registration-expired", _gc_registered(-1.0),
-         [(("rollback", "--task", "t1", "--to-version", "1", *S), 0, "committed version 5")],
+         [(("rollback", "--task", "t1", "--to-version", "1", *S), 0,
+           "ignoring garbage collection killed-gc")],
          bound_s=5.0),
     Case("6-killed-gc-registration-expiring", _gc_registered(2.0),
          [(("rollback", "--task", "t1", "--to-version", "1", *S), 0, "committed version 5")],
@@ -246,14 +250,19 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_numbered_store_case(template, backend, case, tmp_path) -> None:
+def test_numbered_store_case(template, backend, case, tmp_path, caplog) -> None:
+    """(Warnings go to stderr through logging's last-resort handler in the CLI; pytest
+    captures them in `caplog`, which counts as the command's output here.)"""
     if backend not in case.backends:
         pytest.skip(f"case {case.name} applies to {case.backends}")
     uri = copy_store(template, backend, str(tmp_path))
     case.setup(uri, str(tmp_path))
+    caplog.set_level("WARNING")
     for argv, rc, text in case.runs:
         argv = tuple(a.replace("{s}", uri) for a in argv)
+        caplog.clear()
         outcome = run_cli(*argv)
+        outcome.err += caplog.text
         shown = f"`{' '.join(argv[:3])}`: rc {outcome.rc}\n{outcome.out}\n{outcome.err}"
         assert not outcome.crash, outcome.crash
         assert "Traceback" not in outcome.out + outcome.err, shown

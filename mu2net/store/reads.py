@@ -279,10 +279,18 @@ class ReadOps:
     # === history ============================================================================
 
     def versions(self, limit: int | None = None) -> list[SystemVersion]:
+        """The chain from the head back; it stops, with a warning naming the damage, at an
+        older index that is missing or damaged (a gap: see `mu2net store check`)."""
         out: list[SystemVersion] = []
         number = self.head()
         while number is not None and (limit is None or len(out) < limit):
-            version = self.read_version(number)
+            try:
+                version = self.read_version(number)
+            except StoreError as exc:
+                if not out:  # the head itself: nothing to show
+                    raise
+                log.warning("history stops at version %d: %s", number, exc)
+                break
             out.append(version)
             number = version.parent
         return out

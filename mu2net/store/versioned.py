@@ -18,6 +18,8 @@ index exists only once every object it references exists, so a version without a
 exist and an index never points at missing data. `HEAD` is then moved from the generation read
 with `if_generation_match`; it may lag by a version if a writer dies in between, so the head is
 the pointer plus a forward probe (`exists(versions/<N+1>)`, one request): O(1), no listing.
+A writer also looks a few numbers past a missing index (`reads.GAP_PROBE_SLOTS`), so a commit
+never numbers into a gap left by a deleted index: gaps are damage, never a new head.
 A writer that loses the create re-reads the head and re-applies its extension (rebase): an
 extension sets only its own task's path, so extensions of different tasks always merge; if the
 same task was committed since the extension's base version, both paths are scored against the
