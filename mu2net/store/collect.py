@@ -155,7 +155,7 @@ class CollectionOps:
         if not retention_s >= 0:
             raise StoreError(f"gc retention_s={retention_s!r} is invalid: expected seconds >= 0 "
                              "(longer than the longest run)")
-        notes = [] if notes is None else notes
+        reported, notes = notes is not None, [] if notes is None else notes
         now = self.clock() if now is None else now
         cutoff = now - retention_s
         newest = self._newest_present()
@@ -203,7 +203,7 @@ class CollectionOps:
             candidates = []
         if not dry_run and candidates:
             candidates = self._delete(candidates, newest, protected, notes)
-        for note in notes:
+        for note in notes if not reported else ():  # a caller that passed `notes` shows them
             log.warning("gc of %s: %s", self.uri, note)
         # A temporary file is an interrupted write only once it is older than any write
         # takes, whatever the retention asked for: a younger one may be a live writer's.

@@ -120,6 +120,11 @@ def repair_store(store: VersionedStore, *, apply: bool = False, retention_s: flo
     report = RepairReport(uri=store.uri, applied=apply, check=check)
     _documents(store, check, report, apply)
     if check.newest is None:
+        if check.head_damaged or check.head_pointer is not None:
+            report.actions.append("delete HEAD: no index exists for it to name (an empty store "
+                                  "has none; `mu2net init` writes it)")
+            if apply:
+                store.backend.delete(HEAD_KEY)
         return report
     if check.head is None:
         report.unrepairable.append("no index can be read: the store has no usable version; "
