@@ -199,7 +199,11 @@ def test_predict_and_export_print_no_tensorflow_lines(tmp_path):
                               timeout=300, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
         assert done.stderr == "", done.stderr
-        assert len(done.stdout.splitlines()) == 1, done.stdout  # the command's own line
+        # the command's own lines: one, and for a .keras export the note on how to load it
+        lines = done.stdout.splitlines()
+        keras_file = argv is export
+        assert len(lines) == 1 + keras_file, done.stdout
+        assert not keras_file or "load_keras_model('digits.keras')" in lines[1]
 
 
 def _commit(store, task, accuracy=0.5):

@@ -20,10 +20,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from mu2net.errors import ConflictError, SchemaError, StoreError
+from mu2net.errors import ConflictError, IntegrityError, SchemaError, StoreError
 from mu2net.schema import check_mode
 from mu2net.store.base import ObjectBackend, QueueEntry
-from mu2net.store.layout import encode, epoch_of, iso_time, parse_json, queue_key
+from mu2net.store.documents import parse_document
+from mu2net.store.layout import encode, epoch_of, iso_time, queue_key
+
+log = logging.getLogger(__name__)
 
 logger = logging.getLogger(__name__)
 QUEUE_STATES = ("pending", "running", "done", "failed")
@@ -37,12 +40,12 @@ def _entry_to_dict(e: QueueEntry) -> dict[str, Any]:
             "enqueued_at": e.enqueued_at, "updated_at": e.updated_at, "extra": dict(e.extra)}
 
 
-def _entry_from_dict(d: Mapping[str, Any], where: str) -> QueueEntry:
-    if not isinstance(d, Mapping) or d.get("schema") != "mu2net/queue_entry/v1":
-        raise SchemaError(f"{where} is not a queue entry (schema {d.get('schema')!r})")
+def _entry_from_dict(d: Mapping[str, Any]) -> QueueEntry:
+    """An entry from its document (checked by `documents.check_queue_entry`)."""
     return QueueEntry(id=d["id"], spec=d["spec"], mode=d["mode"], state=d["state"],
-                      run_id=d["run_id"], error=d["error"], enqueued_at=d["enqueued_at"],
-                      updated_at=d["updated_at"], extra=d.get("extra", {}))
+                      run_id=d.get("run_id") or "", error=d.get("error") or "",
+                      enqueued_at=d.get("enqueued_at") or "",
+                      updated_at=d.get("updated_at") or "", extra=d.get("extra") or {})
 
 
 
@@ -87,15 +90,23 @@ class QueueOps:
         if got is None:
             raise StoreError(f"queue entry {entry_id!r} does not exist in {self.uri}")
         where = f"{self.uri}/{queue_key(entry_id)}"
-        return _entry_from_dict(parse_json(got[0], where), where), got[1]
+        return _entry_from_dict(parse_document("queue_entry", got[0], where)), got[1]
 
     def _entries(self) -> list[tuple[QueueEntry, int]]:
+        """Every entry that parses, oldest first; a damaged one is skipped and reported (a
+        warning, and `damaged_entries`), so one bad object never stops the queue."""
         out = []
+        self.damaged_entries: list[str] = []
         for key in self.backend.list("queue/"):
-            got = self.backend.read(key)
-            if got is not None:  # finished and removed meanwhile
-                where = f"{self.uri}/{key}"
-                out.append((_entry_from_dict(parse_json(got[0], where), where), got[1]))
+            where = f"{self.uri}/{key}"
+            try:
+                got = self.backend.read(key)
+                if got is not None:  # finished and removed meanwhile
+                    entry = _entry_from_dict(parse_document("queue_entry", got[0], where))
+                    out.append((entry, got[1]))
+            except IntegrityError as exc:
+                self.damaged_entries.append(f"{exc}; skipped")
+                log.warning("%s; skipping it", exc)
         return sorted(out, key=lambda pair: pair[0].id)
 
     def take_next(self, run_id: str, *, abandoned_after_s: float = 6 * 3600,
