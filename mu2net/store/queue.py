@@ -178,12 +178,29 @@ class QueueOps:
             changed.append(moved)
         return changed
 
-    def finish(self, entry_id: str, *, error: str = "", run_id: str = "") -> QueueEntry:
-        state = "failed" if error else "done"
+    def _update_entry(self, entry_id: str, change: Callable[[QueueEntry], QueueEntry | None]
+                      ) -> tuple[QueueEntry, QueueEntry]:
+        """Compare-and-swap one entry: `change(entry)` returns its new state (None: leave it
+        as it is; raise to refuse), retried on a concurrent change. Returns (before, after)."""
         for _ in range(self.max_attempts):
             entry, generation = self._read_entry(entry_id)
+            new = change(entry)
+            if new is None:
+                return entry, entry
+            try:
+                self.backend.write(queue_key(entry_id), encode(_entry_to_dict(new)),
+                                   if_generation_match=generation)
+                return entry, new
+            except ConflictError:
+                continue
+        raise ConflictError(f"queue entry {entry_id!r} kept changing; retry later")
+
+    def finish(self, entry_id: str, *, error: str = "", run_id: str = "") -> QueueEntry:
+        state = "failed" if error else "done"
+
+        def finished(entry: QueueEntry) -> QueueEntry | None:
             if entry.state == state and entry.error == error:
-                return entry
+                return None
             if run_id and entry.run_id != run_id:
                 # This run outlived its deadline and the entry was given back (another run
                 # may hold it): the entry is no longer this run's to finish. Its commit stands;
@@ -191,18 +208,13 @@ class QueueOps:
                 logger.warning("queue entry %s was given back after run %s passed its "
                                "deadline; it is %s now, left as it is", entry_id, run_id,
                                entry.state)
-                return entry
+                return None
             if entry.state != "running":
                 raise StoreError(f"queue entry {entry_id!r} is {entry.state}; only a running "
                                  f"entry can become {state}")
-            done = replace(entry, state=state, error=error, updated_at=iso_time(self.clock()))
-            try:
-                self.backend.write(queue_key(entry_id), encode(_entry_to_dict(done)),
-                                   if_generation_match=generation)
-                return done
-            except ConflictError:
-                continue
-        raise ConflictError(f"queue entry {entry_id!r} kept changing; retry later")
+            return replace(entry, state=state, error=error, updated_at=iso_time(self.clock()))
+
+        return self._update_entry(entry_id, finished)[1]
 
     def queue(self) -> list[QueueEntry]:
         return [entry for entry, _ in self._entries()]
@@ -211,27 +223,21 @@ class QueueOps:
         """Delete an entry that no run holds (pending, done or failed). It is first marked
         `removed` by compare-and-swap, so a run taking it at the same moment either got it
         first (then it is running and refused here) or cannot take it any more."""
-        for _ in range(self.max_attempts):
-            entry, generation = self._read_entry(entry_id)
+        def removed(entry: QueueEntry) -> QueueEntry:
             if entry.state == "running":
                 raise StoreError(f"queue entry {entry_id!r} ({entry.spec}) is running in run "
                                  f"{entry.run_id!r}: only a pending, done or failed entry can "
                                  "be removed")
-            gone = replace(entry, state="removed", updated_at=iso_time(self.clock()))
-            try:
-                self.backend.write(queue_key(entry_id), encode(_entry_to_dict(gone)),
-                                   if_generation_match=generation)
-            except ConflictError:
-                continue
-            self.backend.delete(queue_key(entry_id))
-            return entry
-        raise ConflictError(f"queue entry {entry_id!r} kept changing; retry later")
+            return replace(entry, state="removed", updated_at=iso_time(self.clock()))
+
+        entry, _ = self._update_entry(entry_id, removed)
+        self.backend.delete(queue_key(entry_id))
+        return entry
 
     def retry_entry(self, entry_id: str) -> QueueEntry:
         """A failed entry back to pending (the next run takes it again); its run id and error
         move to `extra["failures"]`, so the history stays with the entry."""
-        for _ in range(self.max_attempts):
-            entry, generation = self._read_entry(entry_id)
+        def again(entry: QueueEntry) -> QueueEntry:
             if entry.state != "failed":
                 raise StoreError(f"queue entry {entry_id!r} is {entry.state}; only a failed "
                                  "entry can be retried")
@@ -239,13 +245,7 @@ class QueueOps:
             extra["failures"] = [*extra.get("failures", []),
                                  {"run_id": entry.run_id, "error": entry.error,
                                   "at": entry.updated_at}]
-            again = replace(entry, state="pending", run_id="", error="", extra=extra,
-                            updated_at=iso_time(self.clock()))
-            try:
-                self.backend.write(queue_key(entry_id), encode(_entry_to_dict(again)),
-                                   if_generation_match=generation)
-                return again
-            except ConflictError:
-                continue
-        raise ConflictError(f"queue entry {entry_id!r} kept changing; retry later")
+            return replace(entry, state="pending", run_id="", error="", extra=extra,
+                           updated_at=iso_time(self.clock()))
 
+        return self._update_entry(entry_id, again)[1]
