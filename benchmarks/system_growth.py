@@ -149,6 +149,7 @@ def build(backend: ObjectBackend, tasks: int, versions: int, folder: str) -> Pat
     def new_path(task: str, number: int) -> str:
         ext = synthetic_extension(view, task, blob_dir, run_id=f"bench-{number}",
                                   metrics={"validation_accuracy": 0.5 + (number % 7) / 20,
+                                           "test_accuracy": 0.4 + (number % 5) / 10,
                                            "num_cycles": 1 + number // max(tasks, 1)})
         for blob_hash, file_path in ext.blob_files.items():
             with open(file_path, "rb") as fh:
