@@ -26,6 +26,7 @@ more gets `"score": null`.
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import os
@@ -45,12 +46,18 @@ SEARCH_LIMIT = 6  # cycles whose search the HTML page shows
 
 
 def config_for_method(method_version: str) -> Config | None:
-    """The named config whose method version this is, if any."""
-    for name in CONFIG_NAMES:
+    """The named config whose method version this is, if any (hashing the named configs once
+    per process: the status asks for every task)."""
+    return _named_methods().get(method_version)
+
+
+@functools.cache
+def _named_methods() -> dict[str, Config]:
+    out: dict[str, Config] = {}
+    for name in reversed(CONFIG_NAMES):  # the first name wins, as the loop it replaces did
         config = get_config(name)
-        if config.method_version == method_version:
-            return config
-    return None
+        out[config.method_version] = config
+    return out
 
 
 def path_flops(path: Path) -> int:
