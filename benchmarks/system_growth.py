@@ -304,11 +304,12 @@ def measure_one(make: Callable[[], Counting], op: Callable[[Counting], Callable[
 
 
 def measure(make_inner: Callable[[], ObjectBackend], tasks: int, versions: int,
-            repeats: int, folder: str, *, quick: bool = False) -> dict[str, dict[str, float]]:
+            repeats: int, folder: str, *, quick: bool = False,
+            make_builder: Callable[[], ObjectBackend] | None = None) -> dict[str, dict[str, float]]:
     """Every operation on a store of `tasks` x `versions`; `quick` (smoke): one traced call of
     each read-only operation instead of the untimed-then-traced pair."""
     started = time.perf_counter()
-    build(make_inner(), tasks, versions, folder)
+    build((make_builder or make_inner)(), tasks, versions, folder)
     built_s = time.perf_counter() - started
 
     def make() -> Counting:
@@ -408,14 +409,19 @@ def main() -> None:
 
                         def make(root: str = root) -> ObjectBackend:
                             return LocalBackend(root)
+
+                        def builder(root: str = root) -> ObjectBackend:
+                            return LocalBackend(root, fsync=False)  # seeding only
                     elif name == "gcs":
                         prefix = uuid.uuid4().hex
 
                         def make(prefix: str = prefix) -> ObjectBackend:
                             return GcsBackend(BUCKET, prefix)
+                        builder = make
                     else:
                         raise SystemExit(f"unknown backend {name!r}; valid: local, gcs")
-                    rows = measure(make, tasks, versions, repeats, folder, quick=args.smoke)
+                    rows = measure(make, tasks, versions, repeats, folder, quick=args.smoke,
+                                   make_builder=builder)
                 results[(tasks, versions)] = rows
                 print(f"{name} {tasks}x{versions}: built in {rows['_build_s']['ms'] / 1000:.1f}"
                       f" s; run total {rows['run total']['ms']:.0f} ms, "
