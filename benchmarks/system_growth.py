@@ -16,7 +16,8 @@ hours (each commit probes, scans and fsyncs), so the builder writes the same obj
 commit writes -- blob, canonical path document, create-only index with the provenance fields
 a commit records (`kind`, `run_id`, `task`, `mode`, `path`, `base_version`, `committed_at`,
 ...), and `HEAD` -- straight through the backend, with `committed_at` one hour apart ending now
-(an hourly schedule), so `gc`'s 7-day window holds the last 168 versions.
+(an hourly schedule), so `gc`'s 7-day window holds the last 168 versions. A local store is
+seeded without fsync (it is measured with it).
 
 Measuring. Every operation opens the store afresh (a new pod: empty caches) on a backend
 wrapper that counts requests (read, ranged read, exists, list page entries), bytes read and
