@@ -306,7 +306,8 @@ def measure_one(make: Callable[[], Counting], op: Callable[[Counting], Callable[
 
 def measure(make_inner: Callable[[], ObjectBackend], tasks: int, versions: int,
             repeats: int, folder: str, *, quick: bool = False,
-            make_builder: Callable[[], ObjectBackend] | None = None) -> dict[str, dict[str, float]]:
+            make_builder: Callable[[], ObjectBackend] | None = None,
+            skip: frozenset[str] = frozenset()) -> dict[str, dict[str, float]]:
     """Every operation on a store of `tasks` x `versions`; `quick` (smoke): one traced call of
     each read-only operation instead of the untimed-then-traced pair."""
     started = time.perf_counter()
@@ -318,7 +319,7 @@ def measure(make_inner: Callable[[], ObjectBackend], tasks: int, versions: int,
 
     rows: dict[str, dict[str, float]] = {}
     for name in operations(VersionedStore(make()), folder, versions):
-        if name in ("rollback", "gc (apply)"):
+        if name in ("rollback", "gc (apply)") or name in skip:
             continue  # mutating: measured once, after the run
 
         def op(backend: Counting, name: str = name) -> Callable[[], Any]:
@@ -343,6 +344,9 @@ def measure(make_inner: Callable[[], ObjectBackend], tasks: int, versions: int,
                                                                          rows[step][k])
     rows["run total"] = total
     for name in ("rollback", "gc (apply)"):
+        if name in skip:
+            continue
+
         def op(backend: Counting, name: str = name) -> Callable[[], Any]:
             return operations(VersionedStore(backend), folder, versions)[name]
         rows[name] = measure_one(make, op, 1, traced_only=True)
@@ -364,6 +368,8 @@ def table(results: dict[tuple[int, int], dict[str, dict[str, float]]]) -> str:
              "| bytes written | peak KiB | x |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for op in OPS_ORDER:
+        if op not in base:
+            continue
         b = base[op]
         for size in sizes:
             row = results[size][op]
@@ -389,6 +395,8 @@ def main() -> None:
                         "1000x1000,100x10000", help="tasks x versions, comma separated")
     parser.add_argument("--gcs-sizes", default="10x10,100x10,10x100,100x100")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--skip", default="", help="comma list of operations not to measure "
+                        "(e.g. the full-history audits at the largest size)")
     parser.add_argument("--output", default=None, help=f"results file (full run: {RESULTS})")
     args = parser.parse_args()
     backends = (args.backends or ("local" if args.smoke else "local,gcs")).split(",")
@@ -396,6 +404,7 @@ def main() -> None:
     output = args.output or (None if args.smoke else RESULTS)
     sizes_of = {"local": "3x3,12x12" if args.smoke else args.local_sizes,
                 "gcs": "3x3,12x12" if args.smoke else args.gcs_sizes}
+    skip = frozenset(filter(None, args.skip.split(",")))
     sections = []
     server = start_emulator() if "gcs" in backends else None
     try:
@@ -422,11 +431,12 @@ def main() -> None:
                     else:
                         raise SystemExit(f"unknown backend {name!r}; valid: local, gcs")
                     rows = measure(make, tasks, versions, repeats, folder, quick=args.smoke,
-                                   make_builder=builder)
+                                   make_builder=builder, skip=skip)
                 results[(tasks, versions)] = rows
                 print(f"{name} {tasks}x{versions}: built in {rows['_build_s']['ms'] / 1000:.1f}"
                       f" s; run total {rows['run total']['ms']:.0f} ms, "
-                      + ", ".join(f"{op} {rows[op]['ms']:.0f}" for op in OPS_ORDER[7:]),
+                      + ", ".join(f"{op} {rows[op]['ms']:.0f}" for op in OPS_ORDER[7:]
+                                  if op in rows),
                       flush=True)
             title = {"local": "Local folder (fsync on)",
                      "gcs": "GCS API (fake-gcs-server on loopback, google-cloud-storage client)"}
