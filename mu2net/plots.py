@@ -85,18 +85,36 @@ def _spread(values: Sequence[float | None]) -> float:
 # === history ================================================================================
 
 
+ACCURACY_LINES = 30  # task lines in the accuracy history; the mean line covers every task
+
+
 def accuracy_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
-    """Test accuracy of each task against the version (a point where a cycle committed it)."""
+    """Test accuracy of each task against the version (a point where a cycle committed it).
+    At most `ACCURACY_LINES` tasks get a line (those committed most recently), so the figure
+    stays readable and its size bounded at any number of tasks; the mean covers them all."""
     fig = new_figure(7.5, 3.6)
     ax = fig.add_subplot()
-    tasks = sorted({t for r in rows for t in r.get("accuracies", {})})
+    every = {t for r in rows for t in r.get("accuracies", {})}
+    recent: list[str] = []
+    for r in reversed(rows):  # newest first: the tasks the latest cycles touched
+        if r.get("task") in every and r["task"] not in recent:
+            recent.append(r["task"])
+        if len(recent) >= ACCURACY_LINES:
+            break
+    tasks = sorted(recent) if len(every) > ACCURACY_LINES else sorted(every)
     colors = task_colors(tasks)
     many = len(tasks) > 10
+    pts_of: dict[str, list[tuple[int, float]]] = {t: [] for t in tasks}
+    changed_of: dict[str, list[tuple[int, float]]] = {t: [] for t in tasks}
+    for r in rows:  # one pass over the rows, whatever the number of tasks
+        accs = r.get("accuracies", {})
+        for t in tasks:
+            if accs.get(t) is not None:
+                pts_of[t].append((r["version"], accs[t]))
+                if r.get("task") == t:
+                    changed_of[t].append((r["version"], accs[t]))
     for t in tasks:
-        pts = [(r["version"], r["accuracies"][t]) for r in rows
-               if r.get("accuracies", {}).get(t) is not None]
-        changed = [(r["version"], r["accuracies"][t]) for r in rows if r.get("task") == t
-                   and r.get("accuracies", {}).get(t) is not None]
+        pts, changed = pts_of[t], changed_of[t]
         (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], drawstyle="steps-post",
                           color="#999" if many else colors[t], lw=0.8 if many else 1.6,
                           label=None if many else t)
@@ -107,7 +125,7 @@ def accuracy_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
             if r.get("mean_test_accuracy") is not None]
     if mean:
         ax.plot([p[0] for p in mean], [p[1] for p in mean], color="black", lw=2.2,
-                ls="--", drawstyle="steps-post", label=f"mean over tasks ({len(tasks)})")
+                ls="--", drawstyle="steps-post", label=f"mean over tasks ({len(every)})")
     ax.xaxis.get_major_locator().set_params(integer=True)
     axis_labels(ax, "accuracy", "system version", "test accuracy (fraction correct)",
                 "Test accuracy per task (dots: a cycle of that task committed)")

@@ -26,6 +26,7 @@ more gets `"score": null`.
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import os
@@ -45,12 +46,18 @@ SEARCH_LIMIT = 6  # cycles whose search the HTML page shows
 
 
 def config_for_method(method_version: str) -> Config | None:
-    """The named config whose method version this is, if any."""
-    for name in CONFIG_NAMES:
+    """The named config whose method version this is, if any (hashing the named configs once
+    per process: the status asks for every task)."""
+    return _named_methods().get(method_version)
+
+
+@functools.cache
+def _named_methods() -> dict[str, Config]:
+    out: dict[str, Config] = {}
+    for name in reversed(CONFIG_NAMES):  # the first name wins, as the loop it replaces did
         config = get_config(name)
-        if config.method_version == method_version:
-            return config
-    return None
+        out[config.method_version] = config
+    return out
 
 
 def path_flops(path: Path) -> int:
@@ -244,27 +251,60 @@ def _search_summary(rec: Any) -> list[str]:
 def history_rows(store: Any, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
     """Per version, oldest first: the task it changed, its method version, each task's and the
     mean test accuracy, total parameters, the sum of the tasks' separate models' parameters,
-    and the search record of the cycle it committed (if any)."""
+    and the search record of the cycle it committed (if any).
+
+    Incremental: the oldest version of the window is loaded whole, each later one reads only
+    the paths its index changed, and the totals follow by counting component users, so the
+    rows cost O(tasks + limit x changed tasks) path reads, not O(tasks x limit)."""
     rows: list[dict[str, Any]] = []
     parent = None
+    paths: dict[str, Path] = {}
+    users: dict[str, list[int]] = {}  # component id -> [paths using it, its parameters]
+    totals = {"deployed": 0, "separate": 0}
+    accs: dict[str, float] = {}
+
+    def count(path: Path, step: int) -> None:
+        totals["separate"] += step * path.num_params
+        for comp in path.components:
+            entry = users.setdefault(comp.id, [0, comp.num_params])
+            entry[0] += step
+            if entry[0] == (1 if step > 0 else 0):  # first user came, or last user left
+                totals["deployed"] += step * entry[1]
+
     for version in reversed(store.versions(limit=limit)):
-        view = store.load_system(version.number)
-        accs = {t: float(p.metrics["test_accuracy"]) for t, p in view.paths.items()
-                if "test_accuracy" in p.metrics}
+        if parent is None or version.parent != parent.number:  # the window's first: whole
+            changed = list(version.tasks) + [t for t in paths if t not in version.tasks]
+            fetched = store.load_system(version.number).paths
+        else:
+            changed = [t for t, h in version.tasks.items() if parent.tasks.get(t) != h]
+            changed += [t for t in parent.tasks if t not in version.tasks]
+            fetched = {t: store.read_path(version.tasks[t]) for t in changed
+                       if t in version.tasks}
+        for task in changed:
+            if task in paths:
+                count(paths.pop(task), -1)
+                accs.pop(task, None)
+            if task in fetched:
+                paths[task] = fetched[task]
+                count(fetched[task], +1)
+                if "test_accuracy" in fetched[task].metrics:
+                    accs[task] = float(fetched[task].metrics["test_accuracy"])
+        accs = {t: accs[t] for t in version.tasks if t in accs}  # the index's order
         prov = version.provenance
         task = prov.get("task")
-        path = view.paths.get(task) if task else None
+        path = paths.get(task) if task else None
+        deployed = totals["deployed"] if paths else store.read_path(version.root).num_params
         rows.append({"version": version.number, "task": task or "(root)",
                      "kind": prov.get("kind", ""),
                      "method_version": prov.get("method_version", ""),
                      **run_info(prov),
                      "change": change_text({**prov, **changes(version, parent)}),
-                     "tasks": len(view.paths), "accuracies": accs,
+                     "tasks": len(paths), "accuracies": dict(accs),
                      "mean_test_accuracy": float(np.mean(list(accs.values()))) if accs
                      else None,
                      "task_test_accuracy": accs.get(task),
-                     "total_params": deployed_params(view),
-                     "separate_params": sum(p.num_params for p in view.paths.values()),
+                     "total_params": deployed,
+                     "separate_params": totals["separate"],
                      "search": (path.metrics.get("search") if path is not None
                                 and prov.get("kind") == "extension" else None)})
         parent = version

@@ -13,6 +13,7 @@ computed when read, from the version being read (`SystemView`), never trusted fr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -313,9 +314,15 @@ class SystemView:
                 users.setdefault(cid, set()).add(task)
         return users
 
+    @functools.cached_property
+    def _users(self) -> dict[str, set[str]]:
+        """`component_users()`, computed once per view: the status and the report ask for every
+        task's accounted parameters, which would otherwise cost O(tasks^2)."""
+        return self.component_users()
+
     def accounted_params(self, path: Path) -> float:
         """docs/method.md §2.5: sum over components of size / |locks ∪ {owner}|, from this view."""
-        users = self.component_users()
+        users = self._users
         return sum(comp.num_params / len(lock_holders(comp, path.task, users))
                    for comp in path.components)
 

@@ -252,3 +252,28 @@ def test_pod_bytes_smoke(tmp_path):
             assert pods[light]["after"] < 10_000 < pods[light]["before"]
         assert pods["train child"]["count"] == data["generations"] * data["children"]
         assert row["prepared_shape"][:2] == [data["largest_image_size"]] * 2
+
+
+def test_system_growth_smoke(tmp_path):
+    out = tmp_path / "system_growth.md"
+    run("system_growth.py", "--smoke", "--output", str(out))
+    text = out.read_text()
+    header_ok(text)
+    [rows] = tables(text)
+    ops = {row["operation"] for row in rows}
+    for op in ("start", "plan", "train (store part)", "select", "commit", "report step",
+               "run total", "status --json", "report", "queue next (gain ranking)", "rollback",
+               "gc (dry run)", "gc (apply)", "store check --quick", "store check",
+               "repair (dry run)"):
+        assert op in ops, op
+    assert len(rows) == 2 * len(ops)  # every operation at both sizes
+    for row in rows:
+        for key, cell in row.items():
+            if key == "operation":
+                continue
+            value = number(cell)
+            # A read-only operation writes nothing: its bytes written are 0, not missing.
+            assert math.isfinite(value) and value >= 0 if key == "bytes written" \
+                else positive(value), (row, key)
+        if row["tasks"] == "3":
+            assert number(row["x"]) == 1.0

@@ -98,3 +98,39 @@ def test_a_mistyped_store_is_told_to_check_the_path(tmp_path, capsys, command):
                    f"--store {typo} --root ...` creates one)")
     assert not (tmp_path / "stroe").exists()
 
+
+
+def test_accuracy_history_draws_at_most_30_task_lines_in_one_pass():
+    """At 50 tasks the figure keeps the 30 tasks committed most recently (plus the mean over
+    all 50): its size stays bounded at any number of tasks."""
+    tasks = [f"t{i:02d}" for i in range(50)]
+    rows = [{"version": v, "task": tasks[v % 50], "mean_test_accuracy": 0.5,
+             "accuracies": dict.fromkeys(tasks, 0.5)} for v in range(100)]
+    fig = plots.accuracy_figure(rows)
+    drawn = {line.get_gid() for ax in fig.axes for line in ax.lines
+             if (line.get_gid() or "").startswith("accuracy-")}
+    assert drawn == {f"accuracy-{t}" for t in tasks[20:]}  # versions 70..99 committed these
+    assert any("mean over tasks (50)" in str(t.get_text()) for ax in fig.axes
+               for t in (ax.get_legend().get_texts() if ax.get_legend() else []))
+
+
+def test_status_builds_the_component_users_once_per_view(tmp_path, monkeypatch):
+    """Each task's accounted parameters read the same users map: rebuilding it per task made
+    `status` and the report O(tasks^2)."""
+    from mu2net.root import build_root
+    from mu2net.schema import SystemVersion, SystemView
+    from mu2net.store.synthetic import synthetic_extension
+
+    root, _ = build_root(CONFIG, "random", seed=0)
+    empty = SystemView(version=SystemVersion(number=0, parent=None, root=root.hash, tasks={}),
+                       root=root, paths={})
+    paths = {f"t{i}": synthetic_extension(empty, f"t{i}", str(tmp_path)).path for i in range(6)}
+    view = SystemView(version=SystemVersion(number=1, parent=0, root=root.hash,
+                                            tasks={t: p.hash for t, p in paths.items()}),
+                      root=root, paths=paths)
+    calls = []
+    original = SystemView.component_users
+    monkeypatch.setattr(SystemView, "component_users",
+                        lambda self: calls.append(1) or original(self))
+    entries = [report.path_entry(path, view) for path in paths.values()]
+    assert len(calls) == 1 and all(e["accounted_params"] > 0 for e in entries)

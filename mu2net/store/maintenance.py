@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -232,11 +233,14 @@ def check_store(store: VersionedStore, *, hash_blobs: bool = True) -> CheckRepor
     versions = _scan_versions(store, report)
     _check_head(store, report)
     head = report.head
-    path_users: dict[str, list[tuple[int, str]]] = {}
-    for number, version in versions.items():
-        path_users.setdefault(version.root, []).append((number, "(root)"))
+    # hash -> the tasks that name it (not every (version, task) pair: at 10,000 versions of
+    # 1,000 tasks that list alone held 10 million tuples); versions are walked again only
+    # for the rare hash that is broken or named by the wrong task.
+    path_users: dict[str, set[str]] = {}
+    for version in versions.values():
+        path_users.setdefault(version.root, set()).add("(root)")
         for task, path_hash in version.tasks.items():
-            path_users.setdefault(path_hash, []).append((number, task))
+            path_users.setdefault(path_hash, set()).add(task)
     paths: dict[str, Path] = {}
     broken_paths: dict[str, str] = {}
     for path_hash in sorted(path_users):
@@ -250,12 +254,13 @@ def check_store(store: VersionedStore, *, hash_blobs: bool = True) -> CheckRepor
         except IntegrityError as exc:
             report.problems.append(str(exc))
             broken_paths[path_hash] = "its path document does not parse"
-    for path_hash, users in path_users.items():
-        path = paths.get(path_hash)
-        for number, task in users:
-            if path is not None and task != "(root)" and path.task != task:
-                report.problems.append(f"version {number} maps task {task!r} to a path of "
-                                       f"task {path.task!r}")
+    wrong = {(path_hash, task) for path_hash, users in path_users.items()
+             if (path := paths.get(path_hash)) is not None
+             for task in users if task != "(root)" and path.task != task}
+    for number, task, path_hash in _uses(versions, {h for h, _ in wrong}):
+        if (path_hash, task) in wrong:
+            report.problems.append(f"version {number} maps task {task!r} to a path of "
+                                   f"task {paths[path_hash].task!r}")
     blob_users: dict[str, set[str]] = {}
     for path_hash, path in paths.items():
         for component in path.components:
@@ -279,14 +284,26 @@ def check_store(store: VersionedStore, *, hash_blobs: bool = True) -> CheckRepor
         if head_version.root in broken_paths:
             report.problems.append(f"the root path at the head cannot be loaded: "
                                    f"{broken_paths[head_version.root]}")
-    old_broken = sorted({n for h, reason in broken_paths.items() if h not in head_hashes
-                         for n, _ in path_users[h]})
+    old_broken = sorted({n for n, _, _ in _uses(versions, set(broken_paths) - head_hashes)})
     if old_broken:
         report.notes.append(f"{len(old_broken)} older versions cannot be fully loaded (their "
                             f"blobs were collected by gc, or are damaged): {old_broken[:20]}")
     _find_orphans(store, report, set(path_users), set(blob_users), hash_blobs)
     _check_documents(store, report)
     return report
+
+
+def _uses(versions: Mapping[int, SystemVersion], hashes: set[str]
+          ) -> Iterator[tuple[int, str, str]]:
+    """(version, task or "(root)", path hash) for each use of one of `hashes`, by version."""
+    if not hashes:
+        return
+    for number, version in sorted(versions.items()):
+        if version.root in hashes:
+            yield number, "(root)", version.root
+        for task, path_hash in version.tasks.items():
+            if path_hash in hashes:
+                yield number, task, path_hash
 
 
 def _find_orphans(store: VersionedStore, report: CheckReport, paths: set[str],
