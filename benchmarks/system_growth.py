@@ -52,7 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 from mu2net import queue as task_queue  # noqa: E402
-from mu2net import report  # noqa: E402
+from mu2net import report, status  # noqa: E402
 from mu2net.blobs import DirBlobs  # noqa: E402
 from mu2net.config import get_config  # noqa: E402
 from mu2net.root import build_root  # noqa: E402
@@ -257,7 +257,7 @@ def operations(store: VersionedStore, folder: str, versions: int
     target = max(1, versions - 5)
     out = os.path.join(folder, "report", "system.html")
     return {
-        "status --json": lambda: json.dumps(report.status_dict(store)),
+        "status --json": lambda: json.dumps(status.status_dict(store)),
         "report": lambda: report.write_report(store, out),
         "queue next (gain ranking)": lambda: task_queue.pick_task_to_iterate(store),
         "gc (dry run)": lambda: store.gc(retention_s=RETENTION_S, dry_run=True),

@@ -64,7 +64,7 @@ def recorded_score_config(path: Path) -> ScoreConfig | None:
 def path_score_config(path: Path) -> ScoreConfig | None:
     """The score constants a path was judged by: recorded in the path; for a path of the old
     format (none recorded), the named config with its method version, if any."""
-    from mu2net.report import config_for_method
+    from mu2net.status import config_for_method
 
     recorded = recorded_score_config(path)
     if recorded is not None:

@@ -12,9 +12,9 @@ from mu2net_helpers import digits_task, random_root_store
 from mu2net.cli import main
 from mu2net.config import CONFIG_NAMES, Config, get_config
 from mu2net.errors import ConfigError
-from mu2net.report import status_dict
 from mu2net.schema import Path
 from mu2net.scoring import score_value
+from mu2net.status import status_dict
 
 
 def starting_point(name, capsys) -> dict:
@@ -128,8 +128,8 @@ def test_a_json_config_file_onboards_a_task_and_its_score_survives_a_config_chan
 def test_old_paths_without_recorded_constants_read_the_named_config(tmp_path):
     """The old format: a path document without `score_constants` takes them from the named
     config of its method version; with no such config its score is null."""
-    from mu2net.report import path_entry
     from mu2net.scoring import path_score_config
+    from mu2net.status import path_entry
 
     config = get_config("testing")
     store = random_root_store(tmp_path, config)

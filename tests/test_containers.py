@@ -35,7 +35,7 @@ import time
 import pytest
 
 from mu2net.config import get_config
-from mu2net.report import status_dict
+from mu2net.status import status_dict
 from mu2net.store import open_store
 
 pytestmark = pytest.mark.containers

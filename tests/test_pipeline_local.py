@@ -18,7 +18,7 @@ from mu2net_helpers import random_root_store
 
 from mu2net import steps
 from mu2net.config import get_config
-from mu2net.report import status_dict
+from mu2net.status import status_dict
 from mu2net.store import open_store
 from pipelines.local_run import run_local
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mu2net_helpers import random_root_store
 
-from mu2net import report
+from mu2net import status
 from mu2net.config import get_config
 from mu2net.store.synthetic import synthetic_extension
 
@@ -50,15 +50,15 @@ def status_output(tmp_path) -> tuple[list[str], dict]:
     """What `mu2net status` prints for version 0 and for a two-task version (one task with an
     adapter, the other sharing its block frozen), and the latter's status document."""
     store = random_root_store(tmp_path, get_config("testing"))
-    lines = report.status_text(report.status_dict(store)).splitlines()
+    lines = status.status_text(status.status_dict(store)).splitlines()
     for task, kwargs in (("alpha", {"own": ("encoderblock_0",), "adapters": (1,)}),
                          ("beta", {"own": ("encoder_norm",),
                                    "reuse": {"encoderblock_0": "alpha"}})):
         store.commit(synthetic_extension(
             store.load_system(), task, os.path.join(tmp_path, "blobs"),
             metrics={"validation_accuracy": 0.7, "test_accuracy": 0.6}, **kwargs))
-    doc = report.status_dict(store)
-    text = report.status_text(doc) + "\n\n" + report.paths_text(store.load_system(doc["version"]))
+    doc = status.status_dict(store)
+    text = status.status_text(doc) + "\n\n" + status.paths_text(store.load_system(doc["version"]))
     return lines + text.splitlines(), doc
 
 

@@ -18,7 +18,7 @@ import tempfile
 import pytest
 from mu2net_helpers import random_root_store
 
-from mu2net import figures, report
+from mu2net import figures, report, status
 from mu2net.cli import main
 from mu2net.config import get_config
 from mu2net.errors import ConfigError
@@ -143,7 +143,7 @@ def test_search_record_is_compact_and_names_parents():
 
 def test_paths_text_marks_root_shared_own_and_adapters(tmp_path):
     store = synthetic_store(tmp_path, 4)
-    text = report.paths_text(store.load_system())
+    text = status.paths_text(store.load_system())
     lines = text.splitlines()
     assert lines[1].split()[:4] == ["task", "cls", "emb", "pos"]
     row = {line.split()[0]: line.split()[1:] for line in lines[2:]}

@@ -9,7 +9,7 @@ import pytest
 from mu2net_helpers import random_root_store
 from test_report import record, synthetic_store
 
-from mu2net import plots, report
+from mu2net import plots, report, status
 from mu2net.cli import main
 from mu2net.config import get_config
 from mu2net.hparams import mutation_label, mutations_text
@@ -19,14 +19,14 @@ CONFIG = get_config("testing")
 
 def test_status_header_says_accounted_params(tmp_path):
     store = synthetic_store(tmp_path, 3)
-    text = report.status_text(report.status_dict(store))
+    text = status.status_text(status.status_dict(store))
     header = text.splitlines()[2]
     assert "accounted params" in header and "acc.params" not in text
 
 
 def test_accounted_params_are_integers_with_the_exact_fraction_beside(tmp_path):
     store = synthetic_store(tmp_path, 4)  # tasks share the root's frozen components
-    doc = report.status_dict(store)
+    doc = status.status_dict(store)
     fractional = 0
     for name, entry in doc["tasks"].items():
         exact = store.load_system().accounted_params(store.load_system().paths[name])
@@ -43,9 +43,9 @@ def test_accounted_params_are_integers_with_the_exact_fraction_beside(tmp_path):
 def test_version_0_shows_the_roots_parameters(tmp_path, capsys):
     store = random_root_store(tmp_path, CONFIG)
     root = store.load_system().root
-    doc = report.status_dict(store)
+    doc = status.status_dict(store)
     assert doc["total_params"] == root.num_params > 0
-    assert f"{root.num_params:,} parameters in the root" in report.status_text(doc)
+    assert f"{root.num_params:,} parameters in the root" in status.status_text(doc)
     rows = report.history_rows(store)
     assert rows[0]["total_params"] == root.num_params
 
@@ -132,5 +132,5 @@ def test_status_builds_the_component_users_once_per_view(tmp_path, monkeypatch):
     original = SystemView.component_users
     monkeypatch.setattr(SystemView, "component_users",
                         lambda self: calls.append(1) or original(self))
-    entries = [report.path_entry(path, view) for path in paths.values()]
+    entries = [status.path_entry(path, view) for path in paths.values()]
     assert len(calls) == 1 and all(e["accounted_params"] > 0 for e in entries)

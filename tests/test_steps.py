@@ -13,9 +13,9 @@ from mu2net.blobs import STAGED_IN_STORE
 from mu2net.cli import main
 from mu2net.config import get_config
 from mu2net.errors import ConfigError, SchemaError, TaskError
-from mu2net.report import status_dict
 from mu2net.schema import Extension, Path
 from mu2net.search_state import SearchState
+from mu2net.status import status_dict
 from mu2net.task_info import TaskInfo
 
 CONFIG = get_config("testing")

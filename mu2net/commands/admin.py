@@ -155,7 +155,7 @@ def _localize(uri: str) -> str:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from mu2net.report import paths_text, status_dict, status_text
+    from mu2net.status import paths_text, status_dict, status_text
 
     store = _store(args.store)
     doc = status_dict(store, args.at)

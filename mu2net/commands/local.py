@@ -200,7 +200,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     todo = [spec for spec in args.tasks if parse_spec(spec).default_name() not in view.paths]
     if todo:
         _run_cycles(args.store, [cycle_requests(spec, cycles) for spec in todo], args)
-    from mu2net.report import paths_text, status_dict, status_text, write_report
+    from mu2net.report import write_report
+    from mu2net.status import paths_text, status_dict, status_text
 
     doc = status_dict(store)
     print(status_text(doc) + "\n\n" + paths_text(store.load_system(doc["version"])))
