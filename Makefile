@@ -45,9 +45,9 @@ test-containers: setup
 	DOCKER_HOST=unix://$(PODMAN_SOCKET) MU2NET_CONTAINER_TESTS=1 MU2NET_TEST_IMAGE=$(TEST_IMAGE) \
 	  $(BIN)/python -m pytest -q -s -m containers -p no:cacheprovider tests/test_containers.py
 
-# Mutation check of the suite (not in CI: about an hour on 2 cores): mutmut 3 mutates
+# Mutation check of the suite (not in CI: hours on 2 cores): mutmut 3 mutates
 # mu2net/scoring.py, mu2net/mutations.py and mu2net/store/ (setup.cfg [mutmut]) and runs the
-# tests of tests/test_{scoring,mutations,search,store,store_maintenance}.py that cover each
+# tests of tests/test_{scoring,mutations,store,store_maintenance}.py that cover each
 # mutated function. MUTANTS narrows it (mutmut's name globs, e.g. 'mu2net.scoring*');
 # MUTMUT_CHILDREN sets the parallel workers. README "Mutation score" has the last numbers.
 MUTANTS ?=
