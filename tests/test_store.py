@@ -40,7 +40,7 @@ from mu2net.store.layout import (
     path_key,
     version_key,
 )
-from mu2net.store.local import LocalBackend, local_root
+from mu2net.store.local import LocalBackend, local_root, open_local
 from mu2net.store.synthetic import synthetic_blob, synthetic_component
 from mu2net.store.versioned import VersionedStore
 
@@ -235,6 +235,46 @@ def test_backend_generations_and_conflicts(store_uri) -> None:
     assert backend.read("a/b") is None
     g3 = backend.write("a/b", b"again", if_generation_match=0)
     assert g3 not in (g1, g2)  # no ABA after delete and recreate
+
+
+def test_list_by_a_partial_name_and_generations_in_list_info(store_uri) -> None:
+    # found by the mutation check (README "Mutation score"): a prefix that is not a folder
+    backend = make_backend(store_uri)
+    gens = {key: backend.write(key, b"x" * i, if_generation_match=0)
+            for i, key in enumerate(["a/b1", "a/b2/c", "a/c", "ab"], start=1)}
+    backend.write("a/c", b"moved")  # takes the key's lock (a file in the local lock folder)
+    gens["a/c"] = backend.read("a/c")[1]
+    assert list(backend.list("a/b")) == ["a/b1", "a/b2/c"]
+    assert list(backend.list("a/")) == ["a/b1", "a/b2/c", "a/c"]
+    assert list(backend.list("")) == ["a/b1", "a/b2/c", "a/c", "ab"]  # no lock files
+    assert list(backend.list("a/b2/c")) == ["a/b2/c"]
+    assert {i.key: i.generation for i in backend.list_info("")} == gens
+
+
+def test_open_local_without_create_makes_no_folder(tmp_path) -> None:
+    assert open_local(str(tmp_path / "none"), create=False).head() is None
+    assert not (tmp_path / "none").exists()
+    open_local(str(tmp_path / "new"))
+    assert (tmp_path / "new").is_dir()
+
+
+def test_sweep_partial_lists_then_removes_only_old_temporary_files(tmp_path) -> None:
+    backend = LocalBackend(str(tmp_path / "s"), fsync=False)
+    backend.write("a/b", b"kept", if_generation_match=0)
+    backend.write("a/b", b"kept too")  # leaves a lock file, which is no temporary file
+    old = [tmp_path / "s" / ".tmp-old", tmp_path / "s" / "a" / ".tmp-killed"]
+    new = tmp_path / "s" / "a" / ".tmp-writing"
+    for path in [*old, new]:
+        path.write_bytes(b"partial")
+    for path in old:
+        os.utime(path, (1000.0, 1000.0))
+    os.utime(new, (3000.0, 3000.0))
+    assert backend.sweep_partial(2000.0) == [".tmp-old", "a/.tmp-killed"]  # dry run
+    assert all(p.exists() for p in [*old, new])
+    assert backend.sweep_partial(2000.0, dry_run=False) == [".tmp-old", "a/.tmp-killed"]
+    assert not any(p.exists() for p in old) and new.exists()
+    assert backend.read("a/b")[0] == b"kept too" and list(backend.list("")) == ["a/b"]
+    assert backend.sweep_partial(3000.0) == []  # not older than the cutoff
 
 
 def test_gcs_read_retries_a_download_that_fails_its_checksum(gcs_server, monkeypatch) -> None:
