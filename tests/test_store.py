@@ -29,9 +29,10 @@ from mu2net.errors import ConflictError, IntegrityError, SchemaError, StoreError
 from mu2net.schema import ROOT_TASK, Extension, Path, SystemVersion, sha256_hex
 from mu2net.scoring import config_scorer
 from mu2net.store import open_store
-from mu2net.store.base import ObjectBackend, ObjectInfo
+from mu2net.store.base import CommitResult, ObjectBackend, ObjectInfo
 from mu2net.store.gcs import GcsBackend, parse_gs_uri
 from mu2net.store.layout import (
+    GC_KEY,
     INDEX_MAX_BYTES,
     blob_key,
     encode,
@@ -710,6 +711,59 @@ def test_history_show_diff_and_rollback_of_one_task(store_uri, tmp_path) -> None
         store.rollback_task("svhn", 1, "rb-2")
     with pytest.raises(StoreError, match="version 9 does not exist"):
         store.read_version(9)
+
+
+def test_a_retried_rollback_finds_its_version_after_later_commits(store_uri, tmp_path) -> None:
+    # found by the mutation check (README "Mutation score"): a retry that did not look for its
+    # run id rolled the task back a second time
+    store = make_store(store_uri)
+    root = init_store(store, str(tmp_path))
+    a1 = make_extension(str(tmp_path), root, "cifar", "a1", 0)
+    store.commit(a1)
+    store.commit(make_extension(str(tmp_path), root, "cifar", "a2", 1, accuracy=0.9))
+    first = store.rollback_task("cifar", 1, "rb-1")
+    assert (first.version, first.created, first.note) == (3, True, "")
+    assert {"kind": "rollback", "run_id": "rb-1", "task": "cifar", "path": a1.path.hash,
+            "to_version": 1}.items() <= store.show(3)["provenance"].items()
+    a3 = make_extension(str(tmp_path), root, "cifar", "a3", 3, accuracy=0.95)
+    assert store.commit(a3).version == 4
+    again = store.rollback_task("cifar", 1, "rb-1")
+    assert (again.version, again.created, again.note) == (3, False, "")
+    assert store.head() == 4 and store.read_version(4).tasks["cifar"] == a3.path.hash
+    # a new run id to the path the head already has: nothing published, and a note says so
+    store.rollback_task("cifar", 1, "rb-2")
+    kept = store.rollback_task("cifar", 1, "rb-3")
+    assert kept == CommitResult(version=5, created=False, note=(
+        "no change: version 5 kept (task 'cifar' already has the path of version 1; nothing "
+        "was published)"))
+    assert store.head() == 5
+
+
+class RegisterOnFirstWrite(Delegate):
+    """Registers another collection in `GC` just before the first write to it, as a
+    collection running beside this store would between its read and its write."""
+
+    def __init__(self, inner: ObjectBackend) -> None:
+        super().__init__(inner)
+        self.raced = False
+
+    def write(self, key: str, data: bytes, *, if_generation_match: int | None = None) -> int:
+        if key == GC_KEY and not self.raced:
+            self.raced = True
+            got = self.inner.read(GC_KEY)
+            self.inner.write(GC_KEY, encode({"collections": {"other": time.time() + 600}}),
+                             if_generation_match=0 if got is None else got[1])
+        return super().write(key, data, if_generation_match=if_generation_match)
+
+
+def test_collections_register_by_compare_and_swap(store_uri, tmp_path) -> None:
+    # found by the mutation check: a register written without its generation dropped the
+    # collection that registered between the read and the write
+    store = make_store(store_uri, wrap=RegisterOnFirstWrite)
+    store._register_collection("mine", time.time() + 600)
+    assert set(store._collections()[0]) == {"other", "mine"}
+    store._register_collection("mine", None)
+    assert set(store._collections()[0]) == {"other"}
 
 
 # === garbage collection =====================================================================
