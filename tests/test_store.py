@@ -811,6 +811,7 @@ def test_staged_blobs_survive_gc_until_released_and_commit_by_hash(store_uri, tm
     assert written == sum(os.path.getsize(f) for f in ext.blob_files.values())
     assert store.stage_blobs("run-1", ext.blob_files, ttl_s=1e6) == 0  # a retry writes nothing
     assert set(ext.blob_files) <= set(store.leases()[0].blobs)
+    assert store.leases()[0].base_version == 0  # keeps the run's base version (mutation check)
     later = time.time() + 1000
     assert store.gc(retention_s=10, now=later, dry_run=False) == []  # leased: kept
     by_hash = replace(ext, blob_files=dict.fromkeys(ext.blob_files, STAGED_IN_STORE))
