@@ -803,6 +803,61 @@ def test_gc_keeps_referenced_and_leased_blobs(store_uri, tmp_path) -> None:
     assert_consistent(fresh)
 
 
+def test_gc_keeps_old_blobs_of_a_version_that_was_head_within_the_window(store_uri,
+                                                                           tmp_path) -> None:
+    # found by the mutation check (README "Mutation score"): blobs younger than the window hid
+    # the version rule; here a1's blobs are old, and only version 1 having been the head until
+    # 5 s ago keeps them
+    store = make_store(store_uri)
+    root = init_store(store, str(tmp_path))
+    a1 = make_extension(str(tmp_path), root, "cifar", "a1", 0)
+    store.commit(a1)
+    t = time.time() + 1000
+    store.clock = lambda: t  # version 2 committed at t, long after a1's blobs were written
+    store.commit(make_extension(str(tmp_path), root, "cifar", "a2", 1, accuracy=0.9))
+    a1_only = sorted(blob_key(c.blob) for c in a1.path.components if c.name != "embedding")
+    assert store.gc(retention_s=10, now=t + 5) == []
+    assert store.gc(retention_s=10, now=t + 20) == a1_only
+
+
+class LeaseOnFirstWrite(Delegate):
+    """Another holder of the same run's lease adds a blob just before this store's first write
+    of it (between its read and its write)."""
+
+    def __init__(self, inner: ObjectBackend, blob: str) -> None:
+        super().__init__(inner)
+        self.blob, self.raced = blob, False
+
+    def write(self, key: str, data: bytes, *, if_generation_match: int | None = None) -> int:
+        if key.startswith("leases/") and not self.raced:
+            self.raced = True
+            VersionedStore(self.inner).acquire_lease("run", ttl_s=1e6, blobs=[self.blob])
+        return super().write(key, data, if_generation_match=if_generation_match)
+
+
+def test_lease_updates_are_compare_and_swap(store_uri) -> None:
+    # found by the mutation check: a lease written without its generation (or, first, without
+    # create-only) dropped the blobs another holder had just added
+    b1, b2, b3, b4 = (sha256_hex(x) for x in (b"1", b"2", b"3", b"4"))
+    store = make_store(store_uri, wrap=lambda b: LeaseOnFirstWrite(b, b2))
+    store.acquire_lease("run", ttl_s=1e6, blobs=[b1])  # raced while creating it
+    assert store.leases()[0].blobs == tuple(sorted([b1, b2]))
+    store.backend.raced, store.backend.blob = False, b4
+    store.acquire_lease("run", ttl_s=1e6, blobs=[b3])  # raced while renewing it
+    assert store.leases()[0].blobs == tuple(sorted([b1, b2, b3, b4]))
+
+
+def test_a_repeated_init_and_a_corrupt_lease(store_uri, tmp_path) -> None:
+    store = make_store(store_uri)
+    init_store(store, str(tmp_path))
+    root, files = root_path(str(tmp_path))
+    assert store.init(root, files, {"run_id": "init"}) == CommitResult(version=0, created=False)
+    store.backend.write("leases/x.json", encode({"schema": "mu2net/other/v1"}))
+    with pytest.raises(SchemaError, match=r"leases/x.json is not a lease \(schema "
+                                          r"'mu2net/other/v1'\)"):
+        store.leases()
+
+
 def test_staged_blobs_survive_gc_until_released_and_commit_by_hash(store_uri, tmp_path) -> None:
     store = make_store(store_uri)
     root = init_store(store, str(tmp_path))
