@@ -366,10 +366,10 @@ def test_slot_round_trips_and_names_a_missing_key():
 def test_slot_params_init_interpolate_and_a_private_copy_of_the_source():
     cache = ParamsCache(SimpleNamespace(get_blob=ROOT_BLOBS.__getitem__))
     h = child_hparams(ds_image_size=20)  # a 5 x 5 grid of 4-pixel patches
-    head = slot_params(Slot("head", "init", None, 3), h, CONFIG, cache)
-    expected = init_component("head", ARCH, h, 3)
-    assert set(head) == set(expected)
-    assert all(np.array_equal(head[k], expected[k]) for k in head)
+    block = slot_params(Slot("encoderblock_0", "init", None, 3), h, CONFIG, cache)
+    expected = init_component("encoderblock_0", ARCH, h, 3)  # from the slot's seed
+    assert set(block) == set(expected)
+    assert all(np.array_equal(block[k], expected[k]) for k in block)
     pos = slot_params(Slot("posembed_input", "interpolate", ROOT.component("posembed_input")),
                       h, CONFIG, cache)
     assert pos["pos_embedding"].shape[-2] == 5 * 5 + 1

@@ -31,6 +31,8 @@ def test_flops_of_the_testing_vit_by_hand():
     # an adapter of dim 8 adds two 16x8 matmuls over 17 tokens
     with_adapter = {**h, "adapter_layers": [1], "adapter_dim": 8}
     assert forward_flops(ARCH, with_adapter) == 201_152 + 2 * (2 * 17 * 16 * 8)
+    # the adapter of a removed top layer counts for nothing
+    assert forward_flops(ARCH, {**with_adapter, "adapter_layers": [2]}) == 201_152
     # a larger image: 25 patches, 26 tokens
     assert forward_flops(ARCH, {**h, "ds_image_size": 20}) == 2 * (
         25 * 768 + 2 * (4 * 26 * 256 + 2 * 26 * 26 * 16 + 2 * 26 * 16 * 32) + 160)
