@@ -53,9 +53,10 @@ test-containers: setup
 MUTANTS ?=
 MUTMUT_CHILDREN ?= 2
 mutation: setup
-	$(BIN)/pip install -q 'mutmut==3.8.1'
+	$(BIN)/pip install -q -e '.[mutation]'
 	$(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS)
 	$(BIN)/mutmut results
+	$(BIN)/python scripts/mutation_score.py
 
 # The main job on the embedded default (local store, kfp.local).
 demo: setup
