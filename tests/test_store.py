@@ -713,7 +713,8 @@ def test_history_show_diff_and_rollback_of_one_task(store_uri, tmp_path) -> None
         store.read_version(9)
 
 
-def test_a_retried_rollback_finds_its_version_after_later_commits(store_uri, tmp_path) -> None:
+def test_a_retried_rollback_finds_its_version_after_later_commits(store_uri, tmp_path,
+                                                                   monkeypatch) -> None:
     # found by the mutation check (README "Mutation score"): a retry that did not look for its
     # run id rolled the task back a second time
     store = make_store(store_uri)
@@ -721,10 +722,17 @@ def test_a_retried_rollback_finds_its_version_after_later_commits(store_uri, tmp
     a1 = make_extension(str(tmp_path), root, "cifar", "a1", 0)
     store.commit(a1)
     store.commit(make_extension(str(tmp_path), root, "cifar", "a2", 1, accuracy=0.9))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     first = store.rollback_task("cifar", 1, "rb-1")
     assert (first.version, first.created, first.note) == (3, True, "")
+    assert list((tmp_path / "cwd").iterdir()) == []  # its blob copies went to a temporary folder
+    assert first.bytes_written == len(encode_index(store.read_version(3))) + len(
+        encode_pointer(3))
+    provenance = store.show(3)["provenance"]
     assert {"kind": "rollback", "run_id": "rb-1", "task": "cifar", "path": a1.path.hash,
-            "to_version": 1}.items() <= store.show(3)["provenance"].items()
+            "to_version": 1, "method_version": "m1"}.items() <= provenance.items()
+    assert "started_at" in provenance
     a3 = make_extension(str(tmp_path), root, "cifar", "a3", 3, accuracy=0.95)
     assert store.commit(a3).version == 4
     again = store.rollback_task("cifar", 1, "rb-1")
