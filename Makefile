@@ -54,7 +54,7 @@ MUTANTS ?=
 MUTMUT_CHILDREN ?= 2
 mutation: setup
 	$(BIN)/pip install -q -e '.[mutation]'
-	$(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS)
+	set -f; $(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS)  # globs for mutmut, not the shell
 	$(BIN)/mutmut results
 	$(BIN)/python scripts/mutation_score.py
 
