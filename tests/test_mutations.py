@@ -370,6 +370,8 @@ def test_slot_params_init_interpolate_and_a_private_copy_of_the_source():
     expected = init_component("encoderblock_0", ARCH, h, 3)  # from the slot's seed
     assert set(block) == set(expected)
     assert all(np.array_equal(block[k], expected[k]) for k in block)
+    head = slot_params(Slot("head", "init", None, 3), h, CONFIG, cache)  # sized by the hparams
+    assert head["kernel"].shape == (ARCH.hidden_size, 3)
     pos = slot_params(Slot("posembed_input", "interpolate", ROOT.component("posembed_input")),
                       h, CONFIG, cache)
     assert pos["pos_embedding"].shape[-2] == 5 * 5 + 1
