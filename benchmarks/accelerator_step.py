@@ -2,8 +2,8 @@
 second, model FLOP utilisation (MFU) against the chip's stated peak, and peak device memory.
 Two models: `vit_b16` (ViT-B/16 at 224, batch 256: the chip's throughput) and `gpu_child` (the
 gpu config's costliest child: ViT-L/16 at 224, batch 16, every block trainable), whose memory
-and speed check the sizing model of `mu2net.resources` (README, "Sizing the accelerator
-configs").
+and speed check the sizing model of `mu2net.resources` (docs/sizing.md, "Sizing the
+accelerator configs").
 
 The child is assembled by the library (`model.build_model` over seeded component parameters,
 every component trainable: a child that clones the whole path) and trained with the library's

@@ -210,12 +210,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mu2net.commands.common import resolve_store
 
         resolve_store(args)
-        return args.func(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
+        return rc
+    except BrokenPipeError:  # `mu2net status | head`: the reader left; not an error of ours
+        _silence_stdout()
+        return 0
     # Named types only: anything else is a bug and keeps its traceback.
     except (Mu2NetError, OSError, ValueError) as exc:
         print(f"mu2net: error: {error_line(exc, getattr(args, 'store', None))}",
               file=sys.stderr)
         return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush raises nothing more."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (tests capture it)
+        pass
 
 
 if __name__ == "__main__":

@@ -309,7 +309,7 @@ def _paper_large(name: str, image_sizes: tuple[int, ...]) -> Config:
 
 def gpu() -> Config:
     """Paper values sized for one NVIDIA L4 (24 GB) per child: bfloat16 mixed precision and
-    224 px images only (README, "Sizing the accelerator configs", from `mu2net.resources`:
+    224 px images only (docs/sizing.md, from `mu2net.resources`:
     8.1 GB and about 3 h a child; 384 px would need 22 GB before framework overhead and 9 h,
     float32 at 384 px 40 GB), a departure from the paper's {224, 384}. On a lent H200 this
     child measured 7.7 GB and 24 % MFU. 16 children per cycle as 4 parallel GPU pods x 4

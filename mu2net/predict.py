@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy as np
 from mu2net.blobs import BlobSource, ParamsCache
 from mu2net.config import ArchitectureConfig
 from mu2net.errors import ConfigError, SchemaError, TaskError
+from mu2net.images import MAX_IMAGE_PIXELS, decode_image  # noqa: F401 (MAX_IMAGE_PIXELS: API)
 from mu2net.model import build_model
 from mu2net.schema import ROOT_TASK, Path, SystemView
 
@@ -118,41 +118,17 @@ def predict(system: SystemView, task: str, images: np.ndarray, blobs: BlobSource
 
 # === image files ============================================================================
 
-# Larger images are refused before decoding: PIL's own limit (its DecompressionBombWarning at
-# ~89 M pixels) guards against a small file that decodes to gigabytes.
-MAX_IMAGE_PIXELS = 89_478_485
 EXPORT_FORMATS = ("keras", "savedmodel")
 
 
 def read_image(file_path: str) -> np.ndarray:
-    """uint8 [H, W] (grey) or [H, W, 3] of an image file.
+    """uint8 [H, W] (grey) or [H, W, 3] of an image file, decoded exactly as ingestion decodes
+    training images (`mu2net.images.decode_image`: 16-bit images scaled, tiny ones refused).
 
     Raises:
-      TaskError: the file is missing, not an image, or larger than MAX_IMAGE_PIXELS.
+      TaskError: the file is missing, not an image, too small or too large.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(file_path) as im:
-                width, height = im.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise TaskError(f"image {file_path!r} is {width}x{height} pixels, more than "
-                                    f"the {MAX_IMAGE_PIXELS:,} allowed (a decompression bomb?): "
-                                    "resize it first")
-                grey = im.mode in ("1", "L", "LA", "I", "I;16", "F")
-                return np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
-    except TaskError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise TaskError(f"image {file_path!r} is refused as a decompression bomb: {exc}") from None
-    except UnidentifiedImageError:
-        raise TaskError(f"{file_path!r} is not an image file PIL can read (PNG, JPEG, ...)"
-                        ) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        what = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise TaskError(f"image {file_path!r} cannot be read: {what}") from None
+    return decode_image(file_path)
 
 
 def eval_input(image: np.ndarray, image_size: int) -> np.ndarray:

@@ -130,12 +130,18 @@ def _fmt(x: float | None) -> str:
 
 
 def one_line(commit: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
-    """`task: version N committed: test 0.8123, val 0.8301, score 0.8299, ...`, or, when
-    nothing was published, `task: no change: version N kept ...: test ...` (the kept path's)."""
+    """`task: version N committed: test 0.8123, val 0.8301, score 0.8299, ...`; when nothing
+    was published, `task: no change: version N kept ...: test ...` (the kept path's); when this
+    run lost a same-task race, that its path was discarded and that the numbers are those of
+    the other run's path, which the version keeps."""
     state = "committed" if commit.get("created") else "already committed"
     head = f"{commit['task']}: version {commit['version']} {state}"
+    decision = str(commit.get("decision") or "")
     if commit.get("note"):
         head = f"{commit['task']}: {commit['note']}"
+    elif "kept the existing path" in decision:
+        head += (f" keeping another run's path; this run's path was discarded ({decision}); "
+                 "the kept path's numbers")
     parts = []
     for key, label in (("test_accuracy", "test"), ("validation_accuracy", "val"),
                        ("score", "score")):

@@ -161,3 +161,18 @@ def write_tfds_dataset(data_dir: str | os.PathLike, name: str, task: ArrayTask) 
         name=name, version="1.0.0", features=features, data_dir=str(data_dir),
         split_datasets={split: examples(split) for split in ("train", "validation", "test")})
     return str(data_dir)
+
+
+def commit_root_path(store, task: str, accuracy: float, run_id: str, *, config,
+                     code_version: str = ""):
+    """Publish `task` as a path of the root's frozen components (no training), a distinct path
+    per accuracy (its hparams carry it): an unchanged path would publish nothing."""
+    root = store.load_system().root
+    path = Path(task=task, components=root.components,
+                hparams={**root.hparams, "opt_lr": accuracy},
+                method_version=config.method_version, parent=root.hash, parent_task="_root",
+                metrics={"validation_accuracy": accuracy, "test_accuracy": accuracy,
+                         "num_cycles": 1})
+    return store.commit(Extension(task=task, base_version=store.head(), path=path,
+                                  blob_files={}, run_id=run_id, config_name=config.name,
+                                  code_version=code_version, mode="onboard"))

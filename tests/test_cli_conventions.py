@@ -11,13 +11,12 @@ import sys
 
 import numpy as np
 import pytest
-from mu2net_helpers import random_root_store
+from mu2net_helpers import commit_root_path, random_root_store
 from PIL import Image
 
 from mu2net import cli
 from mu2net.cli import main
 from mu2net.config import get_config
-from mu2net.schema import Extension, Path
 from mu2net.version import package_version
 
 CONFIG = get_config("testing")
@@ -199,19 +198,12 @@ def test_predict_and_export_print_no_tensorflow_lines(tmp_path):
                               timeout=300, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
         assert done.stderr == "", done.stderr
-        assert len(done.stdout.splitlines()) == 1, done.stdout  # the command's own line
+        # the command's own lines: one, and for a .keras export the note on how to load it
+        lines = done.stdout.splitlines()
+        keras_file = argv is export
+        assert len(lines) == 1 + keras_file, done.stdout
+        assert not keras_file or "load_keras_model('digits.keras')" in lines[1]
 
 
 def _commit(store, task, accuracy=0.5):
-    """Publish `task` as a path of the root's frozen components (no training)."""
-    root = store.load_system().root
-    # a distinct path per commit (hparams differ by the accuracy): an unchanged path would
-    # publish nothing
-    hparams = {**root.hparams, "opt_lr": accuracy}
-    path = Path(task=task, components=root.components, hparams=hparams,
-                method_version=CONFIG.method_version, parent=root.hash, parent_task="_root",
-                metrics={"validation_accuracy": accuracy, "test_accuracy": accuracy,
-                         "num_cycles": 1})
-    return store.commit(Extension(task=task, base_version=store.head(), path=path,
-                                  blob_files={}, run_id=f"run-{task}-{store.head()}",
-                                  config_name=CONFIG.name, mode="onboard"))
+    return commit_root_path(store, task, accuracy, f"run-{task}-{store.head()}", config=CONFIG)

@@ -73,7 +73,7 @@ def test_paper_values_in_gpu_variant():
     assert config.search.children_per_generation * config.search.generations_per_cycle == 16
     assert (config.score.scale, config.score.params_ref, config.score.flops_ref) == (
         0.99, 2.2e9, 3.8e12)
-    # sized for one L4 (README, "Sizing the accelerator configs"); the tpu keeps both sizes
+    # sized for one L4 (docs/sizing.md, "Sizing the accelerator configs"); the tpu keeps both sizes
     assert config.hparams.get("ds_image_size").values == (224,)
     assert get_config("tpu").hparams.get("ds_image_size").values == (224, 384)
     assert config.precision == get_config("tpu").precision == "mixed_bfloat16"

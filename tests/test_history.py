@@ -6,30 +6,19 @@ import json
 import uuid
 
 import pytest
-from mu2net_helpers import random_root_store
+from mu2net_helpers import commit_root_path, random_root_store
 
 from mu2net.cli import main
 from mu2net.config import get_config
 from mu2net.history import change_text, kfp_run_id
-from mu2net.schema import Extension, Path
 
 CONFIG = get_config("testing")
 KFP_RUN = str(uuid.UUID(int=42))
 
 
 def commit(store, task, accuracy, run_id):
-    """Publish `task` as a path of the root's frozen components (no training)."""
-    root = store.load_system().root
-    # a distinct path per commit (hparams differ by the accuracy): an unchanged path would
-    # publish nothing
-    hparams = {**root.hparams, "opt_lr": accuracy}
-    path = Path(task=task, components=root.components, hparams=hparams,
-                method_version=CONFIG.method_version, parent=root.hash, parent_task="_root",
-                metrics={"validation_accuracy": accuracy, "test_accuracy": accuracy,
-                         "num_cycles": 1})
-    return store.commit(Extension(task=task, base_version=store.head(), path=path,
-                                  blob_files={}, run_id=run_id, config_name=CONFIG.name,
-                                  code_version="v9.9.9", mode="onboard"))
+    return commit_root_path(store, task, accuracy, run_id, config=CONFIG,
+                            code_version="v9.9.9")
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ import pathlib
 import re
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SCANNED = ("mu2net", "components", "pipelines", "benchmarks", "tests", "README.md")
+SCANNED = ("mu2net", "components", "pipelines", "benchmarks", "tests", "README.md",
+           "CONTRIBUTING.md", "docs")  # README's internals moved to docs/ and CONTRIBUTING
 # `method.md §3.1`, `method.md` §4.1, §5.1, `(method.md §3.1, §4.1)`
 CITATION = re.compile(r"([\w./-]*method\.md)`? ((?:§\d+(?:\.\d+)*(?:, )?)+)")
 HEADING = re.compile(r"^#{2,4} (\d+(?:\.\d+)*)\.? ", re.MULTILINE)

@@ -10,6 +10,7 @@ from mu2net.cli import main
 from mu2net.commands import cycle_requests
 from mu2net.config import get_config
 from mu2net.errors import ConfigError, TaskError
+from mu2net.tasks.sources import task_name_from
 
 
 def test_n_cycles_are_one_onboard_run_then_iterate_runs_of_the_task():
@@ -18,10 +19,13 @@ def test_n_cycles_are_one_onboard_run_then_iterate_runs_of_the_task():
                                                   ("mnist_5k", "iterate"),
                                                   ("mnist_5k", "iterate")]
     # the iterate runs name the task the spec creates (its default name)
-    assert cycle_requests("imagefolder:/data/My Flowers/", 2)[1] == ("My_Flowers", "iterate")
-    for bad in (0, -2):
+    # (a folder name that is no valid task name is folded, with a hash: see task_name_from)
+    assert cycle_requests("imagefolder:/data/My Flowers/", 2)[1] == (
+        task_name_from("My Flowers"), "iterate")
+    assert task_name_from("My Flowers").startswith("My_Flowers-")
+    for bad in (0, -2, 1001, 10**9):
         with pytest.raises(ConfigError, match=rf"--cycles {bad} is invalid: expected an "
-                                              "integer >= 1"):
+                                              "integer from 1 to 1000"):
             cycle_requests("demo:mnist_5k", bad)
     with pytest.raises(TaskError, match="is invalid"):
         cycle_requests("mnist_5k", 2)
@@ -34,8 +38,8 @@ def test_cli_rejects_zero_cycles_before_doing_anything(tmp_path, capsys, command
     assert main([command, *specs, "--store", store, "--config", "testing",
                  "--cycles", "0"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == ("mu2net: error: --cycles 0 is invalid: expected an integer >= 1 "
-                           "(search cycles per task)")
+    assert err.strip() == ("mu2net: error: --cycles 0 is invalid: expected an integer from 1 "
+                           "to 1000 (search cycles per task)")
     assert not (tmp_path / "store").exists()  # nothing was created
 
 

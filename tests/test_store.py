@@ -786,8 +786,11 @@ def test_gc_keeps_referenced_and_leased_blobs(store_uri, tmp_path) -> None:
     store.commit(a2)  # a1's own blobs are now referenced by version 1 only
     orphan = store.put_blob(b"staged by a run that died")
     leased = store.put_blob(b"staged by a run that is still running")
-    time.sleep(0.05)
-    store.acquire_lease("live-run", ttl_s=1e6, blobs=[leased])
+    # gc keeps blobs written after the oldest live lease was taken; the lease is taken on a
+    # clock a second ahead (injected), so the blobs above are older than it on any backend's
+    # timestamps, without sleeping
+    ahead = make_store(store_uri, str(tmp_path / "cache"), clock=lambda: time.time() + 1)
+    ahead.acquire_lease("live-run", ttl_s=1e6, blobs=[leased])
     later = time.time() + 1000  # everything is older than a 10 s window by then
     a1_only = sorted(blob_key(c.blob) for c in a1.path.components
                      if c.name != "embedding")

@@ -182,12 +182,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_queue(args: argparse.Namespace) -> int:
     store = _store(args.store)
     if args.action == "add":
-        from mu2net.tasks.validate import check_queue_spec
+        from mu2net.tasks.specs import check_queue_spec
 
         if not args.specs:
             raise ConfigError("queue add needs at least one task spec")
+        from mu2net.commands.local import named_specs
+
         local = "://" not in args.store or args.store.startswith("file://")
-        specs = [check_queue_spec(spec, args.mode, local_store=local) for spec in args.specs]
+        specs = [check_queue_spec(spec, args.mode, local_store=local)
+                 for spec in named_specs(args.specs, args.name)]
         if store.head() is None:
             raise StoreError(f"store {args.store!r} is not initialised: run `mu2net init "
                              f"--store {args.store} --root ...` before queueing tasks")
@@ -204,6 +207,8 @@ def _cmd_queue(args: argparse.Namespace) -> int:
         print(f"gave back {moved.id} ({moved.spec}): now {moved.state}"
               + (f": {moved.error}" if moved.error else ""), file=sys.stderr)
     entries = store.queue()
+    for reason in getattr(store, "damaged_entries", []):
+        print(f"damaged: {reason} (see `mu2net store check`)", file=sys.stderr)
     if args.json:
         print(json.dumps([e.__dict__ | {"extra": dict(e.extra)} for e in entries], indent=2))
         return 0
@@ -281,5 +286,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--data-dir", dest="data_dir", default="",
                    help="add: where the entries' tfds: data is (a gs:// or local folder of TFDS "
                         "datasets); recorded with each entry, so every run of it reads there")
+    p.add_argument("--name", default=None,
+                   help="add: the task's name (one SPEC only; default: derived from the spec)")
     json_arg(p, "the entries")
     p.set_defaults(func=_cmd_queue)

@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from mu2net.config import get_config
-from mu2net.errors import StoreError
+from mu2net.errors import ConfigError, StoreError
 
 DEFAULT_WORKDIR = "local_outputs"
 CACHE_ENV = "MU2NET_CACHE_DIR"  # where the CLI caches store reads (see user_cache_dir)
@@ -50,11 +50,30 @@ def _store(uri: str, config_name: str | None = None, *, create: bool = False) ->
 def user_cache_dir() -> str:
     """The store's local cache for commands run by a user (read here, at the entry point):
     `$MU2NET_CACHE_DIR`, else `$XDG_CACHE_HOME/mu2net/store`, by default
-    `~/.cache/mu2net/store`. Tests point it at a temporary folder."""
+    `~/.cache/mu2net/store`. Tests point it at a temporary folder. A cache folder that is a
+    file or cannot be created or written is refused here, naming the variable, so its errors
+    are never blamed on the store."""
     if os.environ.get(CACHE_ENV):
-        return os.environ[CACHE_ENV]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "mu2net", "store")
+        path, origin = os.environ[CACHE_ENV], f"${CACHE_ENV}"
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                 ".cache")
+        path, origin = os.path.join(base, "mu2net", "store"), "the default; set $" + CACHE_ENV
+    problem = ""
+    if os.path.exists(path) and not os.path.isdir(path):
+        problem = "it is a file, not a folder"
+    else:
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        else:
+            if not os.access(path, os.W_OK | os.X_OK):
+                problem = "it is not writable"
+    if problem:
+        raise ConfigError(f"the local store cache {path!r} ({origin}) cannot be used: "
+                          f"{problem}; point ${CACHE_ENV} at a writable folder")
+    return path
 
 
 def _check_store_uri(uri: str) -> None:

@@ -101,7 +101,7 @@ def _run_params(args: argparse.Namespace) -> dict[str, Any]:
             params[name] = value
     spec = str(params.get("task_spec", "next"))
     if spec != "next":  # checked here, in a second, rather than failing the run's first step
-        from mu2net.tasks.validate import check_queue_spec
+        from mu2net.tasks.specs import check_queue_spec
 
         params["task_spec"] = check_queue_spec(spec, str(params.get("mode", "onboard")))
     return params

@@ -27,11 +27,16 @@ from mu2net.errors import ConfigError, StoreError, TaskError
 DEMO_TASKS = ("demo:mnist_5k", "demo:glyph_letters")
 
 
+MAX_CYCLES = 1000  # search cycles per task; the paper uses a handful, each one a pipeline run
+
+
 def check_cycles(cycles: Any) -> int:
-    """`cycles` if it is a valid number of search cycles per task (an integer >= 1)."""
-    if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 1:
-        raise ConfigError(f"--cycles {cycles!r} is invalid: expected an integer >= 1 "
-                          "(search cycles per task)")
+    """`cycles` if it is a valid number of search cycles per task (1..`MAX_CYCLES`): checked
+    before any list of runs is built, so a typo cannot exhaust memory."""
+    if (isinstance(cycles, bool) or not isinstance(cycles, int) or not
+            1 <= cycles <= MAX_CYCLES):
+        raise ConfigError(f"--cycles {cycles!r} is invalid: expected an integer from 1 to "
+                          f"{MAX_CYCLES} (search cycles per task)")
     return cycles
 
 
@@ -137,9 +142,22 @@ def _cycles_arg(p: argparse.ArgumentParser) -> None:
                         "(default: the config's onboard_cycles)")
 
 
+def named_specs(specs: Sequence[str], name: str | None) -> list[str]:
+    """The specs, the one of them named `name` (`--name`: one spec only)."""
+    if not name:
+        return list(specs)
+    if len(specs) != 1:
+        raise ConfigError(f"--name {name!r} names one task, but {len(specs)} specs were given: "
+                          "pass one spec with --name")
+    from mu2net.tasks.sources import named_spec
+
+    return [named_spec(specs[0], name)]
+
+
 def _cmd_onboard(args: argparse.Namespace) -> int:
     cycles = _cycles(args)
-    return _run_cycles(args.store, [cycle_requests(spec, cycles) for spec in args.specs], args)
+    specs = named_specs(args.specs, args.name)
+    return _run_cycles(args.store, [cycle_requests(spec, cycles) for spec in specs], args)
 
 
 def _cmd_iterate(args: argparse.Namespace) -> int:
@@ -201,6 +219,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
                    help="task sources: demo:NAME, tfds:NAME, imagefolder:URI")
     _local_args(p)
     _cycles_arg(p)
+    p.add_argument("--name", default=None,
+                   help="the task's name (one SPEC only; default: derived from the spec)")
     p.set_defaults(func=_cmd_onboard)
 
     p = add("iterate", help="re-evolve existing tasks: one local pipeline cycle per task")

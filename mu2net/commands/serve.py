@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -45,9 +46,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(json.dumps({"task": task, "alias": alias, "version": view.number,
                           "path": path.hash, "export": target, "metadata": meta_path},
                          indent=2))
-    else:
-        print(f"exported task {task}{'@' + alias if alias else ''} (version {view.number}) "
-              f"to {target}")
+        return 0
+    print(f"exported task {task}{'@' + alias if alias else ''} (version {view.number}) "
+          f"to {target}")
+    if args.format == "keras":  # custom layers: plain keras.models.load_model cannot build them
+        print("  load it where mu2net is installed: from mu2net.model import load_keras_model; "
+              f"load_keras_model({os.path.basename(target)!r}) (keras.models.load_model alone "
+              "does not know the mu2net layers; --format savedmodel needs no mu2net)")
     return 0
 
 

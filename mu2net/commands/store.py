@@ -86,14 +86,20 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 def _cmd_gc(args: argparse.Namespace) -> int:
     store = open_existing_store(args.store)
-    keys = store.gc(retention_s=_retention_s(args.retention_hours), dry_run=not args.apply)
+    notes: list[str] = []
+    keys = store.gc(retention_s=_retention_s(args.retention_hours), dry_run=not args.apply,
+                    notes=notes)
     if args.json:
-        _emit({"store": store.uri, "applied": bool(args.apply), "keys": list(keys)}, "", True)
+        _emit({"store": store.uri, "applied": bool(args.apply), "keys": list(keys),
+               "notes": notes}, "", True)
         return 0
     verb = "deleted" if args.apply else "would delete (dry run; add --apply)"
-    print(f"gc of {store.uri}: {verb} {len(keys)} object(s)")
     for key in keys:
         print(f"  {key}")
+    for note in notes:
+        print(f"  note: {note}")
+    print(f"gc of {store.uri}: {verb} {len(keys)} object(s)"
+          f"{f'; {len(notes)} note(s) above (see `mu2net store check`)' if notes else ''}")
     return 0
 
 

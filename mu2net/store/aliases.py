@@ -18,7 +18,8 @@ from typing import Any
 from mu2net.errors import ConflictError, SchemaError, StoreError
 from mu2net.schema import Path, SystemVersion, validate_task_name
 from mu2net.store.base import ObjectBackend
-from mu2net.store.layout import alias_key, blob_key, encode, iso_time, parse_json
+from mu2net.store.documents import parse_document
+from mu2net.store.layout import alias_key, blob_key, encode, iso_time
 
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 
@@ -79,7 +80,7 @@ class AliasOps:
         key = alias_key(task, alias)
         for _ in range(self.max_attempts):
             got = self.backend.read(key)
-            previous = (Alias.from_dict(parse_json(got[0], key), key).version
+            previous = (Alias.from_dict(parse_document("alias", got[0], key), key).version
                         if got is not None else None)
             new = Alias(task=task, alias=alias, version=index.number, path=path_hash,
                         set_at=iso_time(self.clock()), previous=previous)
@@ -113,7 +114,8 @@ class AliasOps:
         for key in self.backend.list("aliases/" if task is None else f"aliases/{task}/"):
             got = self.backend.read(key)
             if got is not None:
-                out.append(Alias.from_dict(parse_json(got[0], f"{self.uri}/{key}"), key))
+                doc = parse_document("alias", got[0], f"{self.uri}/{key}")
+                out.append(Alias.from_dict(doc, key))
         return sorted(out, key=lambda a: (a.task, a.alias))
 
     def resolve_alias(self, task: str, alias: str) -> Alias:
@@ -127,7 +129,7 @@ class AliasOps:
             raise StoreError(f"task {task!r} has no alias {alias!r} in {self.uri}; its "
                              f"aliases: {known} (set one with `mu2net alias set {task} "
                              f"{alias}`)")
-        return Alias.from_dict(parse_json(got[0], f"{self.uri}/{key}"), key)
+        return Alias.from_dict(parse_document("alias", got[0], f"{self.uri}/{key}"), key)
 
     def remove_alias(self, task: str, alias: str) -> Alias:
         found = self.resolve_alias(task, alias)

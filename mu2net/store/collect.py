@@ -4,12 +4,26 @@ A collection deletes blobs that no retained version and no active lease referenc
 from a scan, registers itself in `GC`, looks once more at leases and at versions committed
 since the scan, and only then deletes. Writers close the last window: after publishing, they
 wait for the collections registered at that moment and restore what those deleted
-(`restore_collected`)."""
+(`restore_collected`).
+
+Damaged documents never stop a collection silently, nor make it unsafe: a lease that does not
+parse protects every blob written after the lease object was (it may be a live run's); an index
+or path document within the retention window that does not parse means the collection cannot
+tell what it references, so it deletes nothing and says why. A `GC` register that does not
+parse holds no collection anyone can wait for: it is reported and rewritten by the next
+registration.
+
+Waits are bounded and say so. A collection's registration lasts `GC_REGISTRATION_S` and is
+renewed before each delete while it has less than `GC_RENEW_MARGIN_S` left (more than one
+delete request can take), so a writer waits at most `GC_REGISTRATION_S` for a collection that
+was killed, printing a line every `WAIT_PROGRESS_S`, and ignores a registration past its expiry
+with a line that says so; a live collection deletes for at most `GC_DELETE_S`."""
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,21 +33,27 @@ from typing import Any
 from mu2net.blobs import STAGED_IN_STORE
 from mu2net.errors import ConflictError, IntegrityError, SchemaError, StoreError
 from mu2net.schema import Path, SystemVersion
-from mu2net.store.base import Lease, ObjectBackend
+from mu2net.store.base import Lease, ObjectBackend, ObjectInfo
+from mu2net.store.documents import parse_document
 from mu2net.store.layout import (
     GC_KEY,
     blob_key,
     check_hash,
     encode,
     epoch_of,
+    iso_time,
     lease_key,
-    parse_json,
     read_blob_file,
+    version_key,
 )
 
 log = logging.getLogger(__name__)
+_VERSION_KEY_RE = re.compile(r"^versions/(\d{12})\.json$")
 
 GC_DELETE_S = 300.0  # one collection deletes for at most this long, then stops
+GC_REGISTRATION_S = 180.0  # a registration in GC lasts this long unless renewed
+GC_RENEW_MARGIN_S = 120.0  # renewed before a delete when less than this is left (> 1 request)
+WAIT_PROGRESS_S = 10.0  # a writer waiting for collections prints a line this often
 PARTIAL_WRITE_MIN_AGE_S = 3600.0  # no single object write takes this long
 
 
@@ -43,9 +63,8 @@ def _lease_to_dict(lease: Lease) -> dict[str, Any]:
             "expires_at": lease.expires_at, "blobs": sorted(lease.blobs)}
 
 
-def _lease_from_dict(d: Mapping[str, Any], where: str) -> Lease:
-    if not isinstance(d, Mapping) or d.get("schema") != "mu2net/lease/v1":
-        raise SchemaError(f"{where} is not a lease (schema {d.get('schema')!r})")
+def _lease_from_dict(d: Mapping[str, Any]) -> Lease:
+    """A lease from its document (checked by `documents.check_lease`)."""
     return Lease(run_id=d["run_id"], base_version=d["base_version"],
                  acquired_at=float(d["acquired_at"]), expires_at=float(d["expires_at"]),
                  blobs=tuple(d["blobs"]))
@@ -61,7 +80,9 @@ class CollectionOps:
     max_attempts: int
     head: Callable[[], int | None]
     read_version: Callable[[int], SystemVersion]
-    _read_paths: Callable[[Iterable[str]], dict[str, Path]]
+    read_path: Callable[[str], Path]
+    _read_pointer: Callable[[], tuple[int | None, int]]
+    _probe: Callable[..., int | None]
     _create: Callable[[str, bytes], int]
     aliases: Callable[[], list[Any]]
 
@@ -78,13 +99,18 @@ class CollectionOps:
             lease = Lease(run_id=run_id, base_version=base_version, acquired_at=now,
                           expires_at=now + ttl_s, blobs=tuple(sorted(set(blobs))))
             generation = 0
+            old = None
             if got is not None:
-                old = _lease_from_dict(parse_json(got[0], f"{self.uri}/{key}"), key)
+                try:
+                    old = _lease_from_dict(parse_document("lease", got[0], f"{self.uri}/{key}"))
+                except IntegrityError as exc:  # this run's own lease, damaged: replace it
+                    log.warning("%s; replacing it", exc)
+                generation = got[1]
+            if old is not None:
                 bases = [v for v in (old.base_version, base_version) if v is not None]
                 lease = replace(lease, acquired_at=old.acquired_at,
                                 base_version=min(bases) if bases else None,
                                 blobs=tuple(sorted(set(old.blobs) | set(blobs))))
-                generation = got[1]
             try:
                 self.backend.write(key, encode(_lease_to_dict(lease)),
                                    if_generation_match=generation)
@@ -97,102 +123,181 @@ class CollectionOps:
         self.backend.delete(lease_key(run_id))
 
     def leases(self) -> list[Lease]:
-        out = []
-        for key in self.backend.list("leases/"):
-            got = self.backend.read(key)
-            if got is not None:
-                out.append(_lease_from_dict(parse_json(got[0], f"{self.uri}/{key}"), key))
-        return sorted(out, key=lambda lease: lease.run_id)
+        """Every lease that parses (a damaged one is logged and skipped; see `_scan_leases`)."""
+        found, damaged = self._scan_leases()
+        for reason, _ in damaged:
+            log.warning("%s; ignoring it", reason)
+        return found
 
-    def gc(self, *, retention_s: float, dry_run: bool = True,
-           now: float | None = None) -> list[str]:
-        """Blob keys referenced by no retained version, no alias and no active lease, deleted
-        unless `dry_run`. A version is retained while it is the head or was the head at some time in
-        the last `retention_s` seconds (its successor was committed within the window), and
-        from the base version of any active lease on. Blobs written within the window or after
-        an active lease was taken are kept too. Choose `retention_s` longer than the longest
-        run. Indices and path documents are small and kept for history. Interrupted local
-        writes older than the window are swept too (their names are in the returned list)."""
+    def _scan_leases(self) -> tuple[list[Lease], list[tuple[str, float]]]:
+        """(leases that parse, [(why one does not, when it was written)])."""
+        out, damaged = [], []
+        for info in self.backend.list_info("leases/"):
+            try:
+                got = self.backend.read(info.key)
+                if got is not None:
+                    out.append(_lease_from_dict(parse_document(
+                        "lease", got[0], f"{self.uri}/{info.key}")))
+            except IntegrityError as exc:
+                damaged.append((str(exc), info.updated))
+        return sorted(out, key=lambda lease: lease.run_id), damaged
+
+    def gc(self, *, retention_s: float, dry_run: bool = True, now: float | None = None,
+           notes: list[str] | None = None) -> list[str]:
+        """Blob keys referenced by no retained version, no alias and no active lease, deleted unless
+        `dry_run`. A version is retained while it is the newest index present or was the head
+        at some time in the last `retention_s` seconds (its successor was committed within the
+        window), and from the base version of any active lease on. Blobs written within the
+        window or after an active lease was taken are kept too. Choose `retention_s` longer
+        than the longest run. Indices and path documents are small and kept for history.
+        Interrupted local writes older than the window are swept too (their names are in the
+        returned list). What the collection could not read, and so did not delete, is appended
+        to `notes` (and logged)."""
         if not retention_s >= 0:
             raise StoreError(f"gc retention_s={retention_s!r} is invalid: expected seconds >= 0 "
                              "(longer than the longest run)")
+        reported, notes = notes is not None, [] if notes is None else notes
         now = self.clock() if now is None else now
         cutoff = now - retention_s
-        head = self.head()
-        if head is None:
+        newest = self._newest_present()
+        if newest is None:
             return []
-        active = [lease for lease in self.leases() if lease.expires_at > now]
+        active, damaged_leases = self._scan_leases()
+        active = [lease for lease in active if lease.expires_at > now]
         floors = [lease.base_version for lease in active if lease.base_version is not None]
         floor = min(floors) if floors else None
         path_hashes: set[str] = set()
-        number: int | None = head
+        unreadable: list[str] = []
         successor_committed = now
-        while number is not None:
-            version = self.read_version(number)
-            in_window = successor_committed >= cutoff
-            if not (number == head or in_window or (floor is not None and number >= floor)):
+        for number in range(newest, -1, -1):
+            if not (number == newest or successor_committed >= cutoff
+                    or (floor is not None and number >= floor)):
                 break
+            try:
+                version = self.read_version(number)
+            except IntegrityError as exc:
+                unreadable.append(str(exc))
+                continue
+            except StoreError:  # missing: a gap, which `store check` reports
+                continue
             path_hashes.add(version.root)
             path_hashes.update(version.tasks.values())
             successor_committed = epoch_of(version.provenance["committed_at"])
-            number = version.parent
-        path_hashes.update(alias.path for alias in self.aliases())  # any age: serving reads it
-        referenced = {c.blob for p in self._read_paths(path_hashes).values()
-                      for c in p.components}
+        path_hashes |= self._aliased_paths(unreadable)  # any age: serving reads them
+        referenced = self._blobs_of(path_hashes, unreadable)
 
         def protected(leases: list[Lease]) -> tuple[set[str], float]:
             blobs = {b for lease in leases for b in lease.blobs}
-            since = min([lease.acquired_at for lease in leases], default=float("inf"))
+            since = min([lease.acquired_at for lease in leases]
+                        + [written for _, written in damaged_leases], default=float("inf"))
             return blobs, min(since, cutoff)
 
+        for reason, _ in damaged_leases:
+            notes.append(f"{reason}; it may be a live run's, so every blob written after it is "
+                         "kept")
         leased, young = protected(active)
         candidates = [info for info in self.backend.list_info("blobs/")
                       if info.key[len("blobs/"):] not in referenced
                       and info.key[len("blobs/"):] not in leased and info.updated < young]
+        if unreadable:
+            notes.extend(f"{reason}; gc cannot tell which blobs it references, so it deletes "
+                         "none (see `mu2net store check`)" for reason in unreadable)
+            candidates = []
         if not dry_run and candidates:
-            gc_id = uuid.uuid4().hex
-            deadline = time.time() + GC_DELETE_S
-            self._register_collection(gc_id, deadline + GC_DELETE_S)
-            try:
-                # Leases taken and versions committed while this collection was deciding still
-                # count. A writer publishing after this last look waits for the registered
-                # collection and restores what it deleted (`_restore_collected`).
-                leased, young = protected([lease for lease in self.leases()
-                                           if lease.expires_at > self.clock()])
-                leased |= self._blobs_of_versions_after(head)
-                leased |= {c.blob for p in self._read_paths(
-                    {alias.path for alias in self.aliases()}).values() for c in p.components}
-                candidates = [info for info in candidates if info.key[len("blobs/"):]
-                              not in leased and info.updated < young]
-                deleted = []
-                for info in candidates:
-                    if time.time() > deadline:  # the registration must outlive the deletes
-                        log.warning("gc stopped after %d deletions (%.0f s); run it again",
-                                    len(deleted), GC_DELETE_S)
-                        break
-                    self.backend.delete(info.key)
-                    deleted.append(info)
-                candidates = deleted
-            finally:
-                self._register_collection(gc_id, None)
+            candidates = self._delete(candidates, newest, protected, notes)
+        for note in notes if not reported else ():  # a caller that passed `notes` shows them
+            log.warning("gc of %s: %s", self.uri, note)
         # A temporary file is an interrupted write only once it is older than any write
         # takes, whatever the retention asked for: a younger one may be a live writer's.
         swept = self.backend.sweep_partial(min(cutoff, time.time() - PARTIAL_WRITE_MIN_AGE_S),
                                            dry_run=dry_run)
         return sorted(info.key for info in candidates) + swept
 
+    def _delete(self, candidates: list[ObjectInfo], scanned: int,
+                protected: Callable[[list[Lease]], tuple[set[str], float]],
+                notes: list[str]) -> list[ObjectInfo]:
+        """Delete the candidates under a registration in `GC`; the ones deleted."""
+        gc_id = uuid.uuid4().hex
+        deadline = time.time() + GC_DELETE_S
+        expires = self._register_collection(gc_id, time.time() + GC_REGISTRATION_S)
+        deleted = []
+        try:
+            # Leases taken and versions committed while this collection was deciding still
+            # count. A writer publishing after this last look waits for the registered
+            # collection and restores what it deleted (`restore_collected`).
+            leased, young = protected([lease for lease in self._scan_leases()[0]
+                                       if lease.expires_at > self.clock()])
+            unreadable: list[str] = []
+            leased |= self._blobs_of_versions_after(scanned, unreadable)
+            leased |= self._blobs_of(self._aliased_paths(unreadable), unreadable)
+            if unreadable:
+                notes.extend(f"{reason}; deleting nothing" for reason in unreadable)
+                return []
+            for info in candidates:
+                if info.key[len("blobs/"):] in leased or info.updated >= young:
+                    continue
+                if time.time() > deadline:
+                    notes.append(f"stopped after {len(deleted)} deletions ({GC_DELETE_S:.0f} s); "
+                                 "run it again")
+                    break
+                if time.time() > expires - GC_RENEW_MARGIN_S:  # outlive the next delete
+                    expires = self._register_collection(gc_id, time.time() + GC_REGISTRATION_S)
+                self.backend.delete(info.key)
+                deleted.append(info)
+        finally:
+            self._register_collection(gc_id, None)
+        return deleted
 
-    def _blobs_of_versions_after(self, scanned: int) -> set[str]:
+    def _newest_present(self) -> int | None:
+        """The newest index present: the probe from HEAD past gaps and, since a collection
+        lists the blobs anyway, a listing of `versions/` too, so no index past a wide gap or a
+        damaged HEAD escapes it."""
+        pointer: int | None
+        try:
+            pointer = self._read_pointer()[0]
+        except IntegrityError:  # a damaged HEAD: probe from version 0
+            pointer = None
+        numbers = [int(m.group(1)) for m in map(_VERSION_KEY_RE.match,
+                                                self.backend.list("versions/")) if m]
+        probed = self._probe(pointer, past_gaps=True)
+        return max([n for n in (probed, *numbers) if n is not None], default=None)
+
+    def _aliased_paths(self, unreadable: list[str]) -> set[str]:
+        """The paths the task aliases name; a damaged alias goes to `unreadable` (gc then
+        deletes nothing: it cannot tell which path the alias protects)."""
+        try:
+            return {alias.path for alias in self.aliases()}
+        except IntegrityError as exc:
+            unreadable.append(str(exc))
+            return set()
+
+    def _blobs_of(self, path_hashes: Iterable[str], unreadable: list[str]) -> set[str]:
+        """Blobs of the path documents; the ones that cannot be read go to `unreadable`."""
+        blobs: set[str] = set()
+        for path_hash in sorted(set(path_hashes)):
+            try:
+                blobs.update(c.blob for c in self.read_path(path_hash).components)
+            except IntegrityError as exc:
+                unreadable.append(str(exc))
+            except StoreError:  # a missing path document references nothing that exists
+                continue
+        return blobs
+
+    def _blobs_of_versions_after(self, scanned: int, unreadable: list[str]) -> set[str]:
         """Blobs referenced by the versions committed after version `scanned`."""
-        newest = self.head()
+        newest = self._newest_present()
         hashes: set[str] = set()
         for number in range(scanned + 1, (newest if newest is not None else -1) + 1):
-            version = self.read_version(number)
+            if not self.backend.exists(version_key(number)):
+                continue
+            try:
+                version = self.read_version(number)
+            except StoreError as exc:
+                unreadable.append(str(exc))
+                continue
             hashes.add(version.root)
             hashes.update(version.tasks.values())
-        return {c.blob for p in self._read_paths(hashes).values() for c in p.components}
-
-
+        return self._blobs_of(hashes, unreadable)
 
     def restore_collected(self, blob_files: Mapping[str, str]) -> None:
         """Put back the blobs of a just-published version that a garbage collection deleted.
@@ -212,19 +317,20 @@ class CollectionOps:
                 self._create(blob_key(blob_hash), read_blob_file(file_path, blob_hash))
 
     def _collections(self) -> tuple[dict[str, float], int]:
-        """The collections registered as deleting: (id -> expiry, generation of `GC`)."""
+        """The collections registered as deleting: (id -> expiry, generation of `GC`). A
+        register that does not parse holds none (logged; the next registration rewrites it)."""
         got = self.backend.read(GC_KEY)
         if got is None:
             return {}, 0
-        doc = parse_json(got[0], f"{self.uri}/{GC_KEY}")
-        active = doc.get("collections") if isinstance(doc, dict) else None
-        if not isinstance(active, dict):
-            raise IntegrityError(f"{self.uri}/{GC_KEY} is not a collection register: {doc!r}")
-        return {str(k): float(v) for k, v in active.items()}, got[1]
+        try:
+            return parse_document("gc_registry", got[0], f"{self.uri}/{GC_KEY}"), got[1]
+        except IntegrityError as exc:
+            log.warning("%s; treating it as empty (the next collection rewrites it)", exc)
+            return {}, got[1]
 
-    def _register_collection(self, gc_id: str, expires_at: float | None) -> None:
+    def _register_collection(self, gc_id: str, expires_at: float | None) -> float:
         """Add (or, with None, remove) a collection in `GC` by compare-and-swap; expired
-        entries of killed collections are dropped on the way."""
+        entries of killed collections are dropped on the way. Returns `expires_at`."""
         for _ in range(self.max_attempts):
             active, generation = self._collections()
             now = time.time()
@@ -234,18 +340,38 @@ class CollectionOps:
             try:
                 self.backend.write(GC_KEY, encode({"collections": active}),
                                    if_generation_match=generation)
-                return
+                return expires_at or 0.0
             except ConflictError:
                 time.sleep(random.uniform(0, 0.05))
         raise ConflictError(f"{self.uri}/{GC_KEY} kept changing; retry the collection later")
 
     def _await_collections(self) -> None:
+        """Wait for the collections registered now, at most until each registration expires
+        (`GC_REGISTRATION_S` past its last renewal; never past `GC_DELETE_S` plus that),
+        printing progress; a registration already expired is ignored with a line."""
         active, _ = self._collections()
+        start = last_line = time.time()
+        bound = start + GC_DELETE_S + GC_REGISTRATION_S
         while active:
             now = time.time()
-            if all(expiry <= now for expiry in active.values()):
+            for gc_id, expiry in sorted(active.items()):
+                if expiry <= now:
+                    log.warning("%s/%s: ignoring garbage collection %s, registered until %s "
+                                "(past its deadline: it was killed or lost its connection)",
+                                self.uri, GC_KEY, gc_id, iso_time(expiry))
+            active = {k: v for k, v in active.items() if v > now}
+            if not active:
                 return
+            if now >= bound:
+                log.warning("%s: stopped waiting for garbage collections %s after %.0f s "
+                            "(their registrations are implausibly long)", self.uri,
+                            sorted(active), now - start)
+                return
+            if now - last_line >= WAIT_PROGRESS_S:
+                log.warning("%s: waiting for garbage collection(s) %s to finish deleting "
+                            "(%.0f s so far; at most until %s)", self.uri, sorted(active),
+                            now - start, iso_time(min(max(active.values()), bound)))
+                last_line = now
             time.sleep(0.05)
             current, _ = self._collections()
-            active = {k: v for k, v in active.items() if k in current}
-
+            active = {k: current[k] for k in active if k in current}

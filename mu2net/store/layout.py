@@ -4,7 +4,6 @@ helpers every part of the store shares (verified JSON parsing, timestamps, hash 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -69,18 +68,6 @@ def encode_index(version: SystemVersion) -> bytes:
     return data
 
 
-def decode_pointer(data: bytes) -> int | None:
-    """The version a HEAD object names, or None when it is not `{"version": N >= 0}`."""
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    number = doc.get("version") if isinstance(doc, dict) else None
-    if not isinstance(number, int) or isinstance(number, bool) or number < 0:
-        return None
-    return number
-
-
 def encode_pointer(number: int) -> bytes:
     return encode({"schema": "mu2net/head/v1", "version": number})
 
@@ -123,13 +110,6 @@ def check_hash(what: str, value: str) -> str:
     if not isinstance(value, str) or not HASH_RE.match(value):
         raise StoreError(f"{what} {value!r} is invalid: expected a sha256 hex digest")
     return value
-
-
-def parse_json(data: bytes, where: str) -> Any:
-    try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IntegrityError(f"{where} is not valid JSON ({exc}); the object is corrupt") from None
 
 
 def read_blob_file(file_path: str, blob_hash: str) -> bytes:

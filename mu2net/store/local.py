@@ -18,6 +18,11 @@ Why this is safe across processes:
 
 Temporary files left by a killed writer are named `.tmp-*`, are never listed, and are removed
 by `sweep_partial` (called from the store's garbage collection).
+
+Files edited by hand are damage, reported rather than crashed on: a file without the header
+reads as an `IntegrityError` naming its key (an unconditional write, which is how `store repair`
+rewrites HEAD, replaces it); a symbolic link that leads out of the store is never followed
+(`IntegrityError`), never listed, and nothing outside the store is ever deleted.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from mu2net.errors import ConflictError, StoreError
+from mu2net.errors import ConflictError, IntegrityError, StoreError
 from mu2net.store.base import ObjectBackend, ObjectInfo
 
 if TYPE_CHECKING:
@@ -52,6 +57,7 @@ class LocalBackend(ObjectBackend):
         self.root = os.path.abspath(root)
         self.uri = f"file://{self.root}"
         self.fsync = fsync
+        self._real_root = os.path.realpath(self.root)
         if create:  # read-only callers (status, report, predict) pass False: no folder appears
             os.makedirs(os.path.join(self.root, _LOCK_DIR), exist_ok=True)
 
@@ -90,7 +96,8 @@ class LocalBackend(ObjectBackend):
             self._sync_dir(path)
             return generation
         with self._lock(key):
-            current = self._current_generation(key, path)
+            current = self._current_generation(key, path,
+                                               strict=if_generation_match is not None)
             if if_generation_match is not None and current != if_generation_match:
                 raise ConflictError(f"{self.uri}/{key} is at generation {current}, not "
                                     f"{if_generation_match} (another writer moved it first)")
@@ -101,7 +108,10 @@ class LocalBackend(ObjectBackend):
             return generation
 
     def exists(self, key: str) -> bool:
-        return os.path.isfile(self._file(key))
+        try:
+            return os.path.isfile(self._file(key))
+        except IntegrityError:  # a link out of the store: something is there, and damaged
+            return True
 
     def list(self, prefix: str) -> Iterator[str]:
         for key, _ in self._walk(prefix):
@@ -110,17 +120,26 @@ class LocalBackend(ObjectBackend):
     def list_info(self, prefix: str) -> Iterator[ObjectInfo]:
         for key, path in self._walk(prefix):
             try:
+                self._file(key)
+            except IntegrityError:  # a link out of the store: never collected, never read
+                yield ObjectInfo(key=key, size=0, generation=0, updated=float("inf"))
+                continue
+            try:
                 with open(path, "rb") as f:
                     header = f.read(_HEADER.size)
                     st = os.fstat(f.fileno())
             except FileNotFoundError:  # deleted since the folder was listed
                 continue
-            yield ObjectInfo(key=key, size=st.st_size - _HEADER.size,
-                             generation=self._parse_header(key, header), updated=st.st_mtime)
+            try:
+                generation, size = self._parse_header(key, header), st.st_size - _HEADER.size
+            except IntegrityError:  # edited by hand: listed as it is; reads report it
+                generation, size = 0, st.st_size
+            yield ObjectInfo(key=key, size=size, generation=generation, updated=st.st_mtime)
 
     def delete(self, key: str) -> None:
+        path = self._file(key, follow=False)  # removes a link itself, never what it points to
         with self._lock(key), contextlib.suppress(FileNotFoundError):
-            os.unlink(self._file(key))
+            os.unlink(path)
 
     def sweep_partial(self, older_than: float, dry_run: bool = True) -> list[str]:
         """Temporary files of killed writers last touched before `older_than` (epoch s)."""
@@ -140,28 +159,41 @@ class LocalBackend(ObjectBackend):
 
     # === helpers ============================================================================
 
-    def _file(self, key: str) -> str:
+    def _file(self, key: str, *, follow: bool = True) -> str:
+        """The file of a key; `IntegrityError` when it (or, with `follow=False`, its folder)
+        resolves outside the store through a symbolic link."""
         parts = key.split("/")
         if (not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts)
                 or any(p.startswith(_TMP_PREFIX) for p in parts) or parts[0] == _LOCK_DIR):
             raise StoreError(f"object key {key!r} is invalid: use '/'-separated names without "
                              f"empty, '.', '..', '{_TMP_PREFIX}*' or leading '{_LOCK_DIR}' parts")
-        return os.path.join(self.root, *parts)
+        path = os.path.join(self.root, *parts)
+        real = os.path.realpath(path if follow else os.path.dirname(path))
+        if real != self._real_root and not real.startswith(self._real_root + os.sep):
+            raise IntegrityError(f"{self.uri}/{key} leads out of the store (a symbolic link to "
+                                 f"{real}); refusing to follow it: remove the link")
+        return path
 
     def _parse_header(self, key: str, header: bytes) -> int:
         if len(header) != _HEADER.size:
-            raise StoreError(f"{self.uri}/{key} is truncated (no object header)")
+            raise IntegrityError(f"{self.uri}/{key} is truncated (no object header)")
         magic, generation = _HEADER.unpack(header)
         if magic != _MAGIC:
-            raise StoreError(f"{self.uri}/{key} is not an object written by this backend "
+            raise IntegrityError(f"{self.uri}/{key} is not an object written by this backend "
                              f"(header {magic!r}, expected {_MAGIC!r})")
         return generation
 
-    def _current_generation(self, key: str, path: str) -> int:
+    def _current_generation(self, key: str, path: str, *, strict: bool = True) -> int:
+        """The generation on disk (0 when missing). Not `strict`: a file without a header
+        (edited by hand) counts as generation 0, so an unconditional write replaces it."""
         try:
             with open(path, "rb") as f:
                 return self._parse_header(key, f.read(_HEADER.size))
         except FileNotFoundError:
+            return 0
+        except IntegrityError:
+            if strict:
+                raise
             return 0
 
     def _write_tmp(self, path: str, generation: int, data: bytes) -> str:
@@ -196,6 +228,9 @@ class LocalBackend(ObjectBackend):
     def _walk(self, prefix: str) -> Iterator[tuple[str, str]]:
         base = prefix if prefix.endswith("/") or not prefix else os.path.dirname(prefix)
         start = os.path.join(self.root, *[p for p in base.split("/") if p])
+        real = os.path.realpath(start)
+        if real != self._real_root and not real.startswith(self._real_root + os.sep):
+            return  # a folder linked out of the store: never listed (reads report it)
         found = []
         for folder, dirs, files in os.walk(start):
             if folder == self.root:

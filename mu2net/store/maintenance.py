@@ -5,30 +5,43 @@ hide a damaged store) and verifies every index, path document and blob hash, eve
 and the head pointer. Old versions whose blobs garbage collection removed on purpose are told
 apart from damage: only missing data that a retained version needs is a problem.
 
+Every document is read through its schema (`mu2net.store.documents`); one that fails, a local
+file edited by hand (no object header) or a symbolic link out of the store is a problem naming
+its key, never a crash. Blobs that do not hash to their name are found whether referenced or not.
+
+A gap -- an index missing below the newest one present -- is damage, never a new head: the head
+is the newest index present, commits number after it (`ReadOps._probe(past_gaps=True)`), and
+repair never moves HEAD back past it. A lost index cannot be rebuilt (its task table is gone):
+check keeps reporting the gap, naming the missing files, until they are restored from a backup;
+the head, its tasks and new commits are unaffected, and history stops at the gap.
+
 `repair_store` fixes what can be fixed without rewriting history, which is immutable:
-- the HEAD pointer is recomputed from the newest index of the contiguous run 0..N;
+- the HEAD pointer (missing, corrupt, hand-edited, naming a missing version, or stopping
+  readers before a gap) is set to the newest index present;
+- when the newest index is itself damaged, a new version repeats the newest readable one;
 - a task whose path at the head references missing data is rolled back (a new version) to the
   newest earlier version whose path is complete;
+- damaged leases and a damaged `GC` register are removed (they protect or block nothing
+  anyone can read), and junk under a blob's name that no path references is deleted;
 - temporary files and orphaned blobs past the retention window are collected (`gc`).
+What it cannot fix (a gap, a damaged queue entry or task record) it names, with what to do.
 It only plans unless `apply` is true.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mu2net.errors import IntegrityError, Mu2NetError
+from mu2net.errors import IntegrityError, StoreError
 from mu2net.schema import Path, SystemVersion, sha256_hex
+from mu2net.store.documents import parse_document
 from mu2net.store.layout import (
+    GC_KEY,
     HEAD_KEY,
     blob_key,
-    decode_pointer,
-    encode_pointer,
     path_key,
     version_key,
 )
@@ -36,6 +49,8 @@ from mu2net.store.versioned import VersionedStore
 
 _VERSION_KEY_RE = re.compile(r"^versions/(\d{12})\.json$")
 _HASH_KEY_RE = re.compile(r"^(?:blobs/|paths/)([0-9a-f]{64})(?:\.json)?$")
+# Small documents checked against their schema: listing prefix -> document kind.
+_DOCUMENTS = {"leases/": "lease", "queue/": "queue_entry", "tasks/": "task_record"}
 
 
 @dataclass
@@ -45,7 +60,8 @@ class CheckReport:
 
     uri: str
     head_pointer: int | None = None
-    head: int | None = None  # the newest index of the contiguous run 0..N
+    head: int | None = None  # the newest index present that reads
+    newest: int | None = None  # the newest index present, readable or not
     versions: int = 0
     paths: int = 0
     blobs: int = 0
@@ -56,6 +72,11 @@ class CheckReport:
     orphan_paths: list[str] = field(default_factory=list)
     temp_files: list[str] = field(default_factory=list)
     broken_tasks: dict[str, str] = field(default_factory=dict)  # task at head -> reason
+    head_damaged: bool = False  # HEAD missing, corrupt, or not leading readers to `newest`
+    gaps: list[int] = field(default_factory=list)  # versions missing below `newest`
+    junk_blobs: list[str] = field(default_factory=list)  # unreferenced, wrong bytes
+    damaged: dict[str, str] = field(default_factory=dict)  # other document key -> reason
+    damaged_indices: dict[int, str] = field(default_factory=dict)  # present, unreadable
 
     @property
     def ok(self) -> bool:
@@ -66,9 +87,9 @@ class CheckReport:
 
     def text(self) -> str:
         lines = [f"store {self.uri}: {'OK' if self.ok else 'DAMAGED'}",
-                 f"  head pointer {self.head_pointer}, newest complete index {self.head}; "
-                 f"{self.versions} versions, {self.paths} path documents, {self.blobs} blobs "
-                 f"({self.bytes_verified:,} bytes hashed)",
+                 f"  head pointer {self.head_pointer}, newest index {self.newest} (newest "
+                 f"readable {self.head}); {self.versions} versions, {self.paths} path "
+                 f"documents, {self.blobs} blobs ({self.bytes_verified:,} bytes hashed)",
                  f"  orphans: {len(self.orphan_blobs)} blobs, {len(self.orphan_paths)} path "
                  f"documents; {len(self.temp_files)} temporary files"]
         lines += [f"  problem: {p}" for p in self.problems]
@@ -78,14 +99,27 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _read_raw(store: VersionedStore, key: str) -> bytes | None:
-    got = store.backend.read(key)
-    return None if got is None else got[0]
+def _fetch(store: VersionedStore, key: str) -> tuple[bytes | None, str]:
+    """(bytes or None when missing, "" or why the object cannot be read at all)."""
+    try:
+        got = store.backend.read(key)
+    except StoreError as exc:  # a local file edited by hand, a link out of the store
+        return None, str(exc)
+    return (None, "") if got is None else (got[0], "")
+
+
+def _listing(store: VersionedStore, prefix: str, report: CheckReport) -> list[str]:
+    try:
+        return list(store.backend.list(prefix))
+    except StoreError as exc:
+        report.problems.append(f"{prefix} cannot be listed: {exc}")
+        return []
 
 
 def _scan_versions(store: VersionedStore, report: CheckReport) -> dict[int, SystemVersion]:
-    numbers = []
-    for key in store.backend.list("versions/"):
+    numbers: list[int] = []
+    damaged: dict[int, str] = {}
+    for key in _listing(store, "versions/", report):
         match = _VERSION_KEY_RE.match(key)
         if match is None:
             report.problems.append(f"unexpected object {key} under versions/")
@@ -93,58 +127,94 @@ def _scan_versions(store: VersionedStore, report: CheckReport) -> dict[int, Syst
         numbers.append(int(match.group(1)))
     versions: dict[int, SystemVersion] = {}
     for number in sorted(numbers):
-        data = _read_raw(store, version_key(number))
-        if data is None:  # deleted while listing
-            continue
+        data, error = _fetch(store, version_key(number))
+        if data is None:
+            if error:
+                report.problems.append(error)
+                damaged[number] = error
+            continue  # deleted while listing
         try:
-            version = SystemVersion.from_dict(json.loads(data))
-        except (UnicodeDecodeError, json.JSONDecodeError, Mu2NetError, KeyError,
-                TypeError) as exc:
-            report.problems.append(f"index {version_key(number)} is corrupt: {exc}")
+            version = parse_document("index", data, version_key(number))
+        except IntegrityError as exc:
+            report.problems.append(str(exc))
+            damaged[number] = str(exc)
             continue
         if version.number != number:
-            report.problems.append(f"index {version_key(number)} holds version "
-                                   f"{version.number}")
+            damaged[number] = f"index {version_key(number)} holds version {version.number}"
+            report.problems.append(damaged[number])
             continue
         if number > 0 and version.parent != number - 1:
             report.problems.append(f"version {number} names parent {version.parent}, not "
                                    f"{number - 1}")
         versions[number] = version
     report.versions = len(versions)
-    head = -1
-    while head + 1 in versions:
-        head += 1
-    report.head = None if head < 0 else head
-    stranded = sorted(n for n in versions if n > head)
-    if stranded:
-        report.problems.append(f"versions {stranded} lie past a gap after version {head}: the "
-                               "head cannot reach them (restore the missing index from a backup)")
+    report.damaged_indices = {n: reason for n, reason in damaged.items()}
+    present = set(versions) | set(damaged)
+    report.newest = max(present) if present else None
+    report.head = max(versions) if versions else None
+    if report.newest is not None:
+        report.gaps = sorted(set(range(report.newest + 1)) - present)
+    if report.gaps:
+        shown = ", ".join(version_key(n) for n in report.gaps[:5])
+        report.problems.append(
+            f"versions {report.gaps[:20]}{' ...' if len(report.gaps) > 20 else ''} are missing "
+            f"below version {report.newest} (a gap): a lost index cannot be rebuilt and history "
+            f"stops there; restore {shown} from a backup. The head and new commits (numbered "
+            f"after {report.newest}) are unaffected")
+    if report.newest is not None and report.newest != report.head:
+        report.problems.append(f"the newest index, version {report.newest}, cannot be read: "
+                               "no commit can be made on it until repair publishes a version "
+                               f"repeating version {report.head}")
     return versions
 
 
 def _check_head(store: VersionedStore, report: CheckReport) -> None:
-    data = _read_raw(store, HEAD_KEY)
+    data, error = _fetch(store, HEAD_KEY)
     if data is None:
-        if report.head is not None:
+        if error:
+            report.problems.append(f"HEAD cannot be read: {error}")
+            report.head_damaged = True
+        elif report.newest is not None:
             report.notes.append("HEAD is missing; readers probe forward from version 0")
+            report.head_damaged = bool(report.gaps)
         return
-    number = decode_pointer(data)
-    if number is None:
-        report.problems.append(f"HEAD is not a pointer ({len(data)} bytes: {data[:40]!r})")
+    try:
+        number = parse_document("head", data, HEAD_KEY)
+    except IntegrityError as exc:
+        report.problems.append(f"HEAD is not a pointer ({len(data)} bytes: {data[:40]!r}): "
+                               f"{exc}")
+        report.head_damaged = True
         return
     report.head_pointer = number
-    if report.head is None or number > report.head:
-        report.problems.append(f"HEAD names version {number}, past the newest complete index "
-                               f"{report.head}")
+    if report.newest is None or number > report.newest:
+        report.problems.append(f"HEAD names version {number}, past the newest index "
+                               f"{report.newest}")
+        report.head_damaged = True
+        return
+    reached = number
+    while reached + 1 <= report.newest and reached + 1 not in report.gaps:
+        reached += 1
+    if reached < report.newest:
+        report.problems.append(f"HEAD names version {number}: readers stop at version "
+                               f"{reached}, before the gap, although version {report.newest} "
+                               "exists")
+        report.head_damaged = True
 
 
 def _verified(store: VersionedStore, key: str, content_hash: str, report: CheckReport,
               hash_blobs: bool) -> bytes | None | bool:
     """The object's bytes (or True when present and hashing is off); None when missing; False
-    when its hash is wrong (recorded as a problem)."""
+    when it is damaged (recorded as a problem)."""
     if not hash_blobs and key.startswith("blobs/"):
-        return True if store.backend.exists(key) else None
-    data = _read_raw(store, key)
+        try:  # no data read: an existence check that also sees a link out or a bad header
+            return True if store.backend.read_range(key, 0, 0) is not None else None
+        except StoreError as exc:
+            report.problems.append(str(exc))
+            return False
+    data, error = _fetch(store, key)
+    if error:
+        report.problems.append(error)
+        return False
     if data is None:
         return None
     report.bytes_verified += len(data)
@@ -176,10 +246,9 @@ def check_store(store: VersionedStore, *, hash_blobs: bool = True) -> CheckRepor
                 "its path document is corrupt")
             continue
         try:
-            paths[path_hash] = Path.from_dict(json.loads(data))
-        except (UnicodeDecodeError, json.JSONDecodeError, Mu2NetError, KeyError,
-                TypeError) as exc:
-            report.problems.append(f"{path_key(path_hash)} does not parse: {exc}")
+            paths[path_hash] = parse_document("path", data, path_key(path_hash))
+        except IntegrityError as exc:
+            report.problems.append(str(exc))
             broken_paths[path_hash] = "its path document does not parse"
     for path_hash, users in path_users.items():
         path = paths.get(path_hash)
@@ -215,102 +284,67 @@ def check_store(store: VersionedStore, *, hash_blobs: bool = True) -> CheckRepor
     if old_broken:
         report.notes.append(f"{len(old_broken)} older versions cannot be fully loaded (their "
                             f"blobs were collected by gc, or are damaged): {old_broken[:20]}")
-    _find_orphans(store, report, set(path_users), set(blob_users))
+    _find_orphans(store, report, set(path_users), set(blob_users), hash_blobs)
+    _check_documents(store, report)
     return report
 
 
 def _find_orphans(store: VersionedStore, report: CheckReport, paths: set[str],
-                  blobs: set[str]) -> None:
+                  blobs: set[str], hash_blobs: bool) -> None:
     for prefix, referenced, out in (("blobs/", blobs, report.orphan_blobs),
                                     ("paths/", paths, report.orphan_paths)):
-        for key in store.backend.list(prefix):
+        for key in _listing(store, prefix, report):
             match = _HASH_KEY_RE.match(key)
             if match is None:
                 report.problems.append(f"unexpected object {key} under {prefix}")
             elif match.group(1) not in referenced:
-                out.append(key)
+                if hash_blobs and _is_junk(store, key, match.group(1)):
+                    report.junk_blobs.append(key)
+                    report.problems.append(f"{key} does not hold the bytes its name is the hash "
+                                           "of (junk, or damaged), and nothing references it")
+                else:
+                    out.append(key)
     report.temp_files = store.backend.sweep_partial(time.time() + 1, dry_run=True)
     if report.orphan_blobs:
         report.notes.append(f"{len(report.orphan_blobs)} blobs no version references (staged "
                             "by running or dead runs; gc collects them past retention)")
 
 
-@dataclass
-class RepairReport:
-    """What `repair_store` did (`applied`) or would do."""
-
-    uri: str
-    applied: bool
-    actions: list[str] = field(default_factory=list)
-    unrepairable: list[str] = field(default_factory=list)
-    check: CheckReport | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["check"] = self.check.to_dict() if self.check else None
-        return doc
-
-    def text(self) -> str:
-        verb = "done" if self.applied else "planned (dry run; add --apply)"
-        lines = [f"repair of {self.uri}: {len(self.actions)} action(s) {verb}"]
-        lines += [f"  {a}" for a in self.actions] or ["  nothing to do"]
-        lines += [f"  cannot repair: {u}" for u in self.unrepairable]
-        return "\n".join(lines)
+def _is_junk(store: VersionedStore, key: str, content_hash: str) -> bool:
+    data, error = _fetch(store, key)
+    return bool(error) or (data is not None and sha256_hex(data) != content_hash)
 
 
-def _complete_task_version(store: VersionedStore, check: CheckReport, task: str) -> int | None:
-    """The newest version before the head whose path of `task` loads completely."""
-    assert check.head is not None
-    current = store.read_version(check.head).tasks[task]
-    for number in range(check.head - 1, -1, -1):
-        path_hash = store.read_version(number).tasks.get(task)
-        if path_hash is None or path_hash == current:
-            continue
+def _check_documents(store: VersionedStore, report: CheckReport) -> None:
+    """Leases, queue entries, task records and the `GC` register against their schemas."""
+    for prefix, kind in _DOCUMENTS.items():
+        for key in _listing(store, prefix, report):
+            data, error = _fetch(store, key)
+            if data is not None:
+                try:
+                    parse_document(kind, data, key)
+                except IntegrityError as exc:
+                    error = str(exc)
+            if error:
+                report.damaged[key] = error
+                report.problems.append(error)
+    data, error = _fetch(store, GC_KEY)
+    if data is not None:
         try:
-            path = store.read_path(path_hash)
-        except Mu2NetError:
-            continue
-        if all(store.backend.exists(blob_key(c.blob)) for c in path.components):
-            return number
-    return None
+            parse_document("gc_registry", data, GC_KEY)
+        except IntegrityError as exc:
+            error = str(exc)
+    if error:
+        report.damaged[GC_KEY] = error
+        report.problems.append(error)
 
 
-def repair_store(store: VersionedStore, *, apply: bool = False, retention_s: float = 7 * 86400,
-                 hash_blobs: bool = True) -> RepairReport:
-    """Plan (or, with `apply`, make) the repairs `check_store` shows are possible."""
-    check = check_store(store, hash_blobs=hash_blobs)
-    report = RepairReport(uri=store.uri, applied=apply, check=check)
-    if check.head is None:
-        if check.versions:
-            report.unrepairable.append("version 0 is missing: the store has no root; restore "
-                                       "versions/000000000000.json from a backup")
-        return report
-    pointer_bad = any(p.startswith("HEAD") for p in check.problems)
-    if pointer_bad:
-        was = "corrupt" if check.head_pointer is None else check.head_pointer
-        report.actions.append(f"set HEAD to version {check.head} (was {was})")
-        if apply:
-            # Unconditional: the pointer is only a hint and the indices are the truth.
-            store.backend.write(HEAD_KEY, encode_pointer(check.head))
-    for task, reason in sorted(check.broken_tasks.items()):
-        target = _complete_task_version(store, check, task)
-        if target is None:
-            report.unrepairable.append(f"task {task!r}: {reason}, and no earlier version has a "
-                                       "complete path for it")
-            continue
-        report.actions.append(f"roll task {task!r} back to version {target} ({reason})")
-        if apply:
-            try:
-                store.rollback_task(task, target, f"repair-{uuid.uuid4().hex[:12]}")
-            except IntegrityError as exc:
-                report.unrepairable.append(f"task {task!r}: rollback failed: {exc}")
-    if pointer_bad and not apply:
-        report.actions.append("then collect orphans past retention (planned once HEAD is "
-                              "fixed; gc needs a readable head)")
-        return report
-    collected = store.gc(retention_s=retention_s, dry_run=not apply)
-    if collected:
-        report.actions.append(f"collect {len(collected)} orphaned blobs / temporary files older "
-                              f"than {retention_s / 3600:g} h: {collected[:10]}"
-                              f"{' ...' if len(collected) > 10 else ''}")
-    return report
+
+def __getattr__(name: str) -> Any:
+    """`repair_store` and `RepairReport` live in `mu2net.store.repair` (built on
+    `check_store`); they stay importable from here."""
+    if name in ("RepairReport", "repair_store"):
+        from mu2net.store import repair
+
+        return getattr(repair, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -92,12 +92,13 @@ class KeptSearchOps:
     def record_kept_search(self, task: str, path_hash: str, run_id: str) -> int:
         """Record that run `run_id` searched `task` from `path_hash` and kept it; the count."""
         from mu2net.errors import ConflictError
-        from mu2net.store.layout import encode, parse_json
+        from mu2net.store.documents import parse_document
+        from mu2net.store.layout import encode
 
         key = f"searches/{task}.json"
         for _ in range(self.max_attempts):
             got = self.backend.read(key)
-            doc = parse_json(got[0], key) if got is not None else {}
+            doc = parse_document("kept_searches", got[0], key) if got is not None else {}
             runs = list(doc.get("runs", [])) if doc.get("path") == path_hash else []
             if run_id in runs:
                 return len(runs)
@@ -113,9 +114,9 @@ class KeptSearchOps:
 
     def kept_searches(self, task: str, path_hash: str) -> int:
         """How many cycles searched `task` from `path_hash` and kept it."""
-        from mu2net.store.layout import parse_json
+        from mu2net.store.documents import parse_document
 
         key = f"searches/{task}.json"
         got = self.backend.read(key)
-        doc = parse_json(got[0], key) if got is not None else {}
+        doc = parse_document("kept_searches", got[0], key) if got is not None else {}
         return len(doc.get("runs", [])) if doc.get("path") == path_hash else 0

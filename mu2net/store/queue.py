@@ -20,10 +20,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from mu2net.errors import ConflictError, SchemaError, StoreError
+from mu2net.errors import ConflictError, IntegrityError, SchemaError, StoreError
 from mu2net.schema import check_mode
 from mu2net.store.base import ObjectBackend, QueueEntry
-from mu2net.store.layout import encode, epoch_of, iso_time, parse_json, queue_key
+from mu2net.store.documents import parse_document
+from mu2net.store.layout import encode, epoch_of, iso_time, queue_key
+
+log = logging.getLogger(__name__)
 
 logger = logging.getLogger(__name__)
 QUEUE_STATES = ("pending", "running", "done", "failed")
@@ -37,12 +40,12 @@ def _entry_to_dict(e: QueueEntry) -> dict[str, Any]:
             "enqueued_at": e.enqueued_at, "updated_at": e.updated_at, "extra": dict(e.extra)}
 
 
-def _entry_from_dict(d: Mapping[str, Any], where: str) -> QueueEntry:
-    if not isinstance(d, Mapping) or d.get("schema") != "mu2net/queue_entry/v1":
-        raise SchemaError(f"{where} is not a queue entry (schema {d.get('schema')!r})")
+def _entry_from_dict(d: Mapping[str, Any]) -> QueueEntry:
+    """An entry from its document (checked by `documents.check_queue_entry`)."""
     return QueueEntry(id=d["id"], spec=d["spec"], mode=d["mode"], state=d["state"],
-                      run_id=d["run_id"], error=d["error"], enqueued_at=d["enqueued_at"],
-                      updated_at=d["updated_at"], extra=d.get("extra", {}))
+                      run_id=d.get("run_id") or "", error=d.get("error") or "",
+                      enqueued_at=d.get("enqueued_at") or "",
+                      updated_at=d.get("updated_at") or "", extra=d.get("extra") or {})
 
 
 
@@ -87,15 +90,23 @@ class QueueOps:
         if got is None:
             raise StoreError(f"queue entry {entry_id!r} does not exist in {self.uri}")
         where = f"{self.uri}/{queue_key(entry_id)}"
-        return _entry_from_dict(parse_json(got[0], where), where), got[1]
+        return _entry_from_dict(parse_document("queue_entry", got[0], where)), got[1]
 
     def _entries(self) -> list[tuple[QueueEntry, int]]:
+        """Every entry that parses, oldest first; a damaged one is skipped and reported (a
+        warning, and `damaged_entries`), so one bad object never stops the queue."""
         out = []
+        self.damaged_entries: list[str] = []
         for key in self.backend.list("queue/"):
-            got = self.backend.read(key)
-            if got is not None:  # finished and removed meanwhile
-                where = f"{self.uri}/{key}"
-                out.append((_entry_from_dict(parse_json(got[0], where), where), got[1]))
+            where = f"{self.uri}/{key}"
+            try:
+                got = self.backend.read(key)
+                if got is not None:  # finished and removed meanwhile
+                    entry = _entry_from_dict(parse_document("queue_entry", got[0], where))
+                    out.append((entry, got[1]))
+            except IntegrityError as exc:
+                self.damaged_entries.append(f"{exc}; skipped")
+                log.warning("%s; skipping it", exc)
         return sorted(out, key=lambda pair: pair[0].id)
 
     def take_next(self, run_id: str, *, abandoned_after_s: float = 6 * 3600,
@@ -167,12 +178,29 @@ class QueueOps:
             changed.append(moved)
         return changed
 
-    def finish(self, entry_id: str, *, error: str = "", run_id: str = "") -> QueueEntry:
-        state = "failed" if error else "done"
+    def _update_entry(self, entry_id: str, change: Callable[[QueueEntry], QueueEntry | None]
+                      ) -> tuple[QueueEntry, QueueEntry]:
+        """Compare-and-swap one entry: `change(entry)` returns its new state (None: leave it
+        as it is; raise to refuse), retried on a concurrent change. Returns (before, after)."""
         for _ in range(self.max_attempts):
             entry, generation = self._read_entry(entry_id)
+            new = change(entry)
+            if new is None:
+                return entry, entry
+            try:
+                self.backend.write(queue_key(entry_id), encode(_entry_to_dict(new)),
+                                   if_generation_match=generation)
+                return entry, new
+            except ConflictError:
+                continue
+        raise ConflictError(f"queue entry {entry_id!r} kept changing; retry later")
+
+    def finish(self, entry_id: str, *, error: str = "", run_id: str = "") -> QueueEntry:
+        state = "failed" if error else "done"
+
+        def finished(entry: QueueEntry) -> QueueEntry | None:
             if entry.state == state and entry.error == error:
-                return entry
+                return None
             if run_id and entry.run_id != run_id:
                 # This run outlived its deadline and the entry was given back (another run
                 # may hold it): the entry is no longer this run's to finish. Its commit stands;
@@ -180,18 +208,13 @@ class QueueOps:
                 logger.warning("queue entry %s was given back after run %s passed its "
                                "deadline; it is %s now, left as it is", entry_id, run_id,
                                entry.state)
-                return entry
+                return None
             if entry.state != "running":
                 raise StoreError(f"queue entry {entry_id!r} is {entry.state}; only a running "
                                  f"entry can become {state}")
-            done = replace(entry, state=state, error=error, updated_at=iso_time(self.clock()))
-            try:
-                self.backend.write(queue_key(entry_id), encode(_entry_to_dict(done)),
-                                   if_generation_match=generation)
-                return done
-            except ConflictError:
-                continue
-        raise ConflictError(f"queue entry {entry_id!r} kept changing; retry later")
+            return replace(entry, state=state, error=error, updated_at=iso_time(self.clock()))
+
+        return self._update_entry(entry_id, finished)[1]
 
     def queue(self) -> list[QueueEntry]:
         return [entry for entry, _ in self._entries()]
@@ -200,27 +223,21 @@ class QueueOps:
         """Delete an entry that no run holds (pending, done or failed). It is first marked
         `removed` by compare-and-swap, so a run taking it at the same moment either got it
         first (then it is running and refused here) or cannot take it any more."""
-        for _ in range(self.max_attempts):
-            entry, generation = self._read_entry(entry_id)
+        def removed(entry: QueueEntry) -> QueueEntry:
             if entry.state == "running":
                 raise StoreError(f"queue entry {entry_id!r} ({entry.spec}) is running in run "
                                  f"{entry.run_id!r}: only a pending, done or failed entry can "
                                  "be removed")
-            gone = replace(entry, state="removed", updated_at=iso_time(self.clock()))
-            try:
-                self.backend.write(queue_key(entry_id), encode(_entry_to_dict(gone)),
-                                   if_generation_match=generation)
-            except ConflictError:
-                continue
-            self.backend.delete(queue_key(entry_id))
-            return entry
-        raise ConflictError(f"queue entry {entry_id!r} kept changing; retry later")
+            return replace(entry, state="removed", updated_at=iso_time(self.clock()))
+
+        entry, _ = self._update_entry(entry_id, removed)
+        self.backend.delete(queue_key(entry_id))
+        return entry
 
     def retry_entry(self, entry_id: str) -> QueueEntry:
         """A failed entry back to pending (the next run takes it again); its run id and error
         move to `extra["failures"]`, so the history stays with the entry."""
-        for _ in range(self.max_attempts):
-            entry, generation = self._read_entry(entry_id)
+        def again(entry: QueueEntry) -> QueueEntry:
             if entry.state != "failed":
                 raise StoreError(f"queue entry {entry_id!r} is {entry.state}; only a failed "
                                  "entry can be retried")
@@ -228,13 +245,7 @@ class QueueOps:
             extra["failures"] = [*extra.get("failures", []),
                                  {"run_id": entry.run_id, "error": entry.error,
                                   "at": entry.updated_at}]
-            again = replace(entry, state="pending", run_id="", error="", extra=extra,
-                            updated_at=iso_time(self.clock()))
-            try:
-                self.backend.write(queue_key(entry_id), encode(_entry_to_dict(again)),
-                                   if_generation_match=generation)
-                return again
-            except ConflictError:
-                continue
-        raise ConflictError(f"queue entry {entry_id!r} kept changing; retry later")
+            return replace(entry, state="pending", run_id="", error="", extra=extra,
+                           updated_at=iso_time(self.clock()))
 
+        return self._update_entry(entry_id, again)[1]

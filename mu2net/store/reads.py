@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mu2net.errors import ConflictError, IntegrityError, SchemaError, StoreError
+from mu2net.errors import ConflictError, IntegrityError, StoreError
 from mu2net.schema import (
     ROOT_TASK,
     Path,
@@ -23,15 +23,14 @@ from mu2net.schema import (
     validate_task_name,
 )
 from mu2net.store.base import ObjectBackend
+from mu2net.store.documents import parse_document
 from mu2net.store.layout import (
     HEAD_KEY,
     Lru,
     blob_key,
     check_hash,
     decision_text,
-    decode_pointer,
     encode,
-    parse_json,
     path_key,
     task_data_dir_key,
     task_info_key,
@@ -43,6 +42,7 @@ log = logging.getLogger(__name__)
 
 _FETCH_THREADS = 16
 _PROVENANCE_PROBE_BYTES = 16 * 1024
+GAP_PROBE_SLOTS = 4  # numbers a writer looks past a missing index for later ones
 
 
 class ReadOps:
@@ -56,22 +56,45 @@ class ReadOps:
 
     def _read_pointer(self) -> tuple[int | None, int]:
         """(version the pointer names or None, its generation or 0 when missing)."""
-        got = self.backend.read(HEAD_KEY)
+        hint = f"recompute it from the indices: mu2net store repair --store {self.uri} --apply"
+        try:
+            got = self.backend.read(HEAD_KEY)
+        except IntegrityError as exc:  # a local file edited by hand (no object header)
+            raise IntegrityError(f"{exc}; {hint}") from None
         if got is None:
             return None, 0
         data, generation = got
-        number = decode_pointer(data)
-        if number is None:
+        try:
+            number = parse_document("head", data, f"{self.uri}/{HEAD_KEY}")
+        except IntegrityError:
             raise IntegrityError(
                 f"{self.uri}/{HEAD_KEY} is not a head pointer ({len(data)} bytes: "
-                f"{data[:40]!r}); expected {{\"version\": N >= 0}}. Recompute it from the "
-                f"indices: mu2net store repair --store {self.uri} --apply")
+                f"{data[:40]!r}); expected {{\"version\": N >= 0}}. {hint[0].upper()}{hint[1:]}"
+                ) from None
         return number, generation
 
-    def _probe(self, start: int | None) -> int | None:
+    def _probe(self, start: int | None, *, past_gaps: bool = False) -> int | None:
+        """The newest index reachable from `start` by `exists(versions/N+1)` requests.
+
+        Writers pass `past_gaps`: after the contiguous run they also look `GAP_PROBE_SLOTS`
+        numbers further, so a commit never numbers into a gap left by a deleted index (the
+        versions past it would hide it) and always numbers after the newest index present.
+        A gap is damage that `store check` reports; a few extra existence requests per commit
+        are the price, never a listing."""
         number = -1 if start is None else start
-        while self.backend.exists(version_key(number + 1)):
-            number += 1
+        while True:
+            while self.backend.exists(version_key(number + 1)):
+                number += 1
+            if not past_gaps:
+                break
+            ahead = next((n for n in range(number + 2, number + 2 + GAP_PROBE_SLOTS)
+                          if self.backend.exists(version_key(n))), None)
+            if ahead is None:
+                break
+            log.warning("%s: versions %d..%d are missing, but version %d exists (a gap: see "
+                        "`mu2net store check`); numbering after it", self.uri, number + 1,
+                        ahead - 1, ahead)
+            number = ahead
         return None if number < 0 else number
 
     def head(self) -> int | None:
@@ -102,7 +125,7 @@ class ReadOps:
 
     def _parse_index(self, number: int, data: bytes) -> SystemVersion:
         where = f"{self.uri}/{version_key(number)}"
-        version = SystemVersion.from_dict(parse_json(data, where))
+        version = parse_document("index", data, where)
         if version.number != number:
             raise IntegrityError(f"{where} holds version {version.number}, not {number}")
         self._indices.put(number, version)
@@ -125,7 +148,7 @@ class ReadOps:
             text = data[marker + len(b'"provenance":'):].decode("utf-8", errors="replace")
             try:
                 provenance, _ = json.JSONDecoder().raw_decode(text)
-            except json.JSONDecodeError:  # longer than the probe: read it all
+            except (json.JSONDecodeError, RecursionError):  # longer than the probe, or damaged
                 provenance = None
             if isinstance(provenance, dict):
                 return provenance
@@ -137,7 +160,7 @@ class ReadOps:
         if cached is not None:
             return cached
         data = self._read_verified("paths", path_key(path_hash), path_hash, "path document")
-        path = Path.from_dict(parse_json(data, f"{self.uri}/{path_key(path_hash)}"))
+        path = parse_document("path", data, f"{self.uri}/{path_key(path_hash)}")
         self._paths.put(path_hash, path)
         return path
 
@@ -251,7 +274,7 @@ class ReadOps:
         for key in self.backend.list(f"tasks/{name}/"):
             got = self.backend.read(key)
             if got is not None:
-                infos.append(TaskInfo.from_dict(parse_json(got[0], f"{self.uri}/{key}")))
+                infos.append(parse_document("task_record", got[0], f"{self.uri}/{key}"))
         return infos
 
     def put_task_data_dir(self, name: str, data_dir: str) -> None:
@@ -271,19 +294,25 @@ class ReadOps:
         got = self.backend.read(key)
         if got is None:
             return ""
-        doc = parse_json(got[0], f"{self.uri}/{key}")
-        data_dir = doc.get("data_dir") if isinstance(doc, dict) else None
-        if not isinstance(data_dir, str):
-            raise SchemaError(f"{self.uri}/{key} is not a task data-dir record: {doc!r}")
+        doc = parse_document("task_data_dir", got[0], f"{self.uri}/{key}")
+        data_dir = doc["data_dir"]
         return data_dir
 
     # === history ============================================================================
 
     def versions(self, limit: int | None = None) -> list[SystemVersion]:
+        """The chain from the head back; it stops, with a warning naming the damage, at an
+        older index that is missing or damaged (a gap: see `mu2net store check`)."""
         out: list[SystemVersion] = []
         number = self.head()
         while number is not None and (limit is None or len(out) < limit):
-            version = self.read_version(number)
+            try:
+                version = self.read_version(number)
+            except StoreError as exc:
+                if not out:  # the head itself: nothing to show
+                    raise
+                log.warning("history stops at version %d: %s", number, exc)
+                break
             out.append(version)
             number = version.parent
         return out

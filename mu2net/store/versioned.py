@@ -21,6 +21,8 @@ index exists only once every object it references exists, so a version without a
 exist and an index never points at missing data. `HEAD` is then moved from the generation read
 with `if_generation_match`; it may lag by a version if a writer dies in between, so the head is
 the pointer plus a forward probe (`exists(versions/<N+1>)`, one request): O(1), no listing.
+A writer also looks a few numbers past a missing index (`reads.GAP_PROBE_SLOTS`), so a commit
+never numbers into a gap left by a deleted index: gaps are damage, never a new head.
 A writer that loses the create re-reads the head and re-applies its extension (rebase): an
 extension sets only its own task's path, so extensions of different tasks always merge; if the
 same task was committed since the extension's base version, both paths are scored against the
@@ -301,10 +303,17 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, AliasOps, KeptSearchOps, 
     def _publish(self, merge: Callable[[SystemVersion], tuple[dict[str, str], dict[str, Any]]],
                  provenance: Mapping[str, Any], run_id: str, *, scanned: int,
                  written: int) -> CommitResult:
-        """Create the next index on top of the head, rebasing until it wins the create."""
+        """Create the next index on top of the head, rebasing until it wins the create
+        (at most `max_attempts` times, backing off up to 0.5 s; a line every 10 s says so)."""
+        started = last_line = time.monotonic()
         for attempt in range(self.max_attempts):
+            if time.monotonic() - last_line >= 10:
+                last_line = time.monotonic()
+                log.warning("commit of run %s on %s: lost %d races in %.0f s to other writers; "
+                            "still trying (at most %d)", run_id, self.uri, attempt,
+                            last_line - started, self.max_attempts)
             pointer, generation = self._read_pointer()
-            head = self._probe(pointer)
+            head = self._probe(pointer, past_gaps=True)
             if head is None:
                 raise StoreError(f"store {self.uri} is empty: initialise it first")
             if head > scanned:  # versions committed meanwhile: a duplicate of this run?
@@ -341,7 +350,12 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, AliasOps, KeptSearchOps, 
     def _find_run(self, run_id: str, newest: int, oldest: int, task: str) -> CommitResult | None:
         """The version run `run_id` committed, looking from `newest` down to `oldest`."""
         for number in range(newest, max(oldest, 0) - 1, -1):
-            provenance = self._provenance(number)
+            try:
+                provenance = self._provenance(number)
+            except IntegrityError:
+                raise
+            except StoreError:  # missing: a gap (damage that `store check` reports)
+                continue
             if provenance.get("run_id") != run_id:
                 continue
             if provenance.get("task") != task:

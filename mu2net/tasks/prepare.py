@@ -125,13 +125,14 @@ def stack_images(images: Sequence[np.ndarray]) -> tuple[np.ndarray, str]:
 
 
 def build_task(name: str, splits: Splits, class_names: Sequence[str], *, source: str,
-               description: str = "") -> ArrayTask:
+               description: str = "", carved: Sequence[str] = ()) -> ArrayTask:
     """Check the splits and wrap them as an `ArrayTask` (content-hashed).
 
     Raises `TaskError` for an empty split, fewer than two classes, labels outside
     [0, num_classes), splits whose image shapes differ, a training split with one class, a
     class without training images, or a validation split too small to compare children
-    (`mu2net.tasks.validate`).
+    (`mu2net.tasks.validate`). `carved` names the splits carved from train (not the user's),
+    so a message never asks to edit a split the user did not make.
     """
     if len(class_names) < 2:
         raise TaskError(f"task {name!r} has {len(class_names)} class(es) {list(class_names)}: "
@@ -156,7 +157,7 @@ def build_task(name: str, splits: Splits, class_names: Sequence[str], *, source:
     if len(present) < 2:
         raise TaskError(f"task {name!r}: the train split holds a single class "
                         f"{class_names[int(present[0])]!r}; a task needs at least 2")
-    check_learnable(name, splits, class_names)
+    check_learnable(name, splits, class_names, carved=carved)
     check_validation_size(name, splits, len(class_names))
     return ArrayTask.from_arrays(name, {s: splits[s] for s in SPLITS}, class_names,
                                  source=source, description=description)

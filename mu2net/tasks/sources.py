@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import pathlib
 import re
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,8 @@ import numpy as np
 
 from mu2net.errors import SchemaError, TaskError
 from mu2net.gcloud import default_client, parse_gs_uri
-from mu2net.schema import validate_task_name
+from mu2net.images import ImageRefused, decode_image
+from mu2net.schema import TASK_NAME_RE, validate_task_name
 from mu2net.tasks.base import ArrayTask
 from mu2net.tasks.locations import mirror_gs_prefix
 from mu2net.tasks.prepare import (
@@ -35,7 +38,7 @@ from mu2net.tasks.prepare import (
     shrink_image,
     stack_images,
 )
-from mu2net.tasks.validate import check_class_folders
+from mu2net.tasks.validate import check_class_folders, check_class_names
 
 KINDS = ("tfds", "imagefolder", "demo")
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "val": "validation",
@@ -46,25 +49,49 @@ _ORDER_SEED = 0  # image folders list files class by class: permute before carvi
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """A parsed spec: `kind` is one of KINDS, `target` the rest of the string."""
+    """A parsed spec: `kind` is one of KINDS, `target` the rest of the string, `name` the task
+    name given with it (`NAME=KIND:TARGET`, what `--name` writes), or ""."""
 
     kind: str
     target: str
+    name: str = ""
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.target}"
+        return f"{self.name + '=' if self.name else ''}{self.kind}:{self.target}"
 
     def default_name(self) -> str:
         """The task name when none is given: the dataset (and config), the folder's last path
-        element, or the demo name; characters a task name cannot hold become '_'."""
+        element, or the demo name (`task_name_from`)."""
+        if self.name:
+            return _checked_name(self.name)
         if self.kind == "tfds":
             raw = self.target.split(":")[0].replace("/", "_")
         elif self.kind == "imagefolder":
             raw = self.target.rstrip("/").rsplit("/", 1)[-1]
         else:
             raw = self.target
-        name = re.sub(r"[^A-Za-z0-9_.\-]", "_", raw).lstrip("_.-")
-        return _checked_name(name or raw, f"derived from {str(self)!r}; pass a name")
+        return _checked_name(task_name_from(raw), f"derived from {str(self)!r}; pass --name")
+
+
+NAME_HASH_CHARS = 8
+
+
+def task_name_from(raw: str) -> str:
+    """A task name for a dataset or folder name, distinct for distinct names.
+
+    A name that is already a valid task name is kept. Any other is NFKD-normalised and folded
+    to ASCII (accents dropped: `café` -> `cafe`), characters a task name cannot hold become
+    '_', and, because that folding loses information (`café` and `cafë` both fold to `cafe`),
+    `-` and the first 8 hex digits of the sha256 of the original name are appended
+    (`cafe-1b0c5c8e`); the folded part is cut so the whole stays within 128 characters. Two
+    different folder names therefore collide only if their hashes' first 32 bits do."""
+    if TASK_NAME_RE.match(raw):
+        return raw
+    folded = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", folded).lstrip("_.-")
+    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:NAME_HASH_CHARS]
+    keep = 127 - NAME_HASH_CHARS
+    return f"{name[:keep]}-{digest}" if name else f"t{digest}"
 
 
 def _checked_name(name: str, hint: str = "") -> str:
@@ -74,8 +101,21 @@ def _checked_name(name: str, hint: str = "") -> str:
         raise TaskError(f"{exc}{' (' + hint + ')' if hint else ''}") from exc
 
 
+def named_spec(spec: str, name: str) -> str:
+    """`spec` with the task name `name` attached (`NAME=SPEC`), checked: what `--name` passes
+    through the queue and the pipeline, so every later step derives the same task name."""
+    source = parse_spec(spec)
+    _checked_name(name, "--name")
+    return str(dataclasses.replace(source, name=name))
+
+
 def parse_spec(spec: str) -> SourceSpec:
-    """Parse `tfds:NAME[/CONFIG]`, `imagefolder:URI` or `demo:NAME`."""
+    """Parse `tfds:NAME[/CONFIG]`, `imagefolder:URI` or `demo:NAME`, optionally preceded by
+    `TASK=` to name the task (`cafe=imagefolder:/data/café`)."""
+    name = ""
+    if isinstance(spec, str) and "=" in spec.partition(":")[0]:
+        name, _, spec = spec.partition("=")
+        _checked_name(name, "the name before '=' in a task spec")
     kind, sep, target = spec.partition(":") if isinstance(spec, str) else ("", "", "")
     if not sep or kind not in KINDS:
         raise TaskError(f"task source {spec!r} is invalid: expected one of "
@@ -86,7 +126,7 @@ def parse_spec(spec: str) -> SourceSpec:
                                            target):
         raise TaskError(f"task source {spec!r}: TFDS names look like 'name', 'name/config' or "
                         "'name/config:version' (lower-case letters, digits, '_')")
-    return SourceSpec(kind, target)
+    return SourceSpec(kind, target, name)
 
 
 def load_source(spec: str | SourceSpec, *, data_dir: str | None = None, name: str | None = None,
@@ -234,12 +274,13 @@ def _read_tfds_builder(builder: Any, source: SourceSpec, task_name: str,
         raw[ours] = (images, np.asarray(labels, np.int64))
     splits, notes = _stack_splits(raw)
     notes = _shrink_note(shrunk, max_image_size) + notes
+    brought = set(splits)
     splits, carved = carve_missing_splits(splits)
     notes += carved
     description = (f"TFDS {source.target} (version {info.version}) from {shown_dir}"
                    + (f"; {'; '.join(notes)}" if notes else ""))
     return build_task(task_name, splits, class_names, source=str(source),
-                      description=description)
+                      description=description, carved=tuple(set(splits) - brought))
 
 
 def _shrink_note(shrunk: int, max_image_size: int | None) -> list[str]:
@@ -282,20 +323,15 @@ def _visible(path: pathlib.Path) -> bool:
     return not path.name.startswith(".")
 
 
-def _decode(path: pathlib.Path) -> np.ndarray | None:
-    """uint8 [H, W] or [H, W, 3], or None when the file is not a readable image."""
-    from PIL import Image, UnidentifiedImageError
-
+def _decode(path: pathlib.Path, target: str) -> np.ndarray | None:
+    """uint8 [H, W] or [H, W, 3] (`mu2net.images.decode_image`, as `predict` reads files), or
+    None when the file is not a readable image (skipped and counted). A readable image the
+    system refuses (too small, no 8-bit form) stops ingestion, naming the file."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("1", "L", "I", "I;16", "F", "LA"):
-                if img.mode in ("I", "I;16", "F"):
-                    return None  # high-bit-depth images: no faithful uint8 form
-                return np.asarray(img.convert("L"))
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError):
+        return decode_image(str(path))
+    except ImageRefused as exc:
+        raise TaskError(f"image folder {target!r}: {exc}") from None
+    except TaskError:
         return None
 
 
@@ -322,6 +358,7 @@ def _read_imagefolder(root: pathlib.Path, source: SourceSpec, task_name: str,
     if not class_names:
         raise TaskError(f"image folder {source.target!r} has no class folders: expected "
                         "ROOT/CLASS/IMAGE or ROOT/{train,validation,test}/CLASS/IMAGE")
+    check_class_names(source.target, class_names)
     check_class_folders(source.target, root, split_dirs, class_names)
     index = {c: i for i, c in enumerate(class_names)}
     raw: dict[str, tuple[list[np.ndarray], np.ndarray]] = {}
@@ -334,7 +371,7 @@ def _read_imagefolder(root: pathlib.Path, source: SourceSpec, task_name: str,
                                 if p.is_dir() and _visible(p)):
             for path in sorted(p for p in class_dir.rglob("*") if p.is_file() and _visible(p)):
                 total += 1
-                array = _decode(path)
+                array = _decode(path, source.target)
                 if array is None:
                     bad.append(str(path.relative_to(root)))
                     continue
@@ -353,6 +390,7 @@ def _read_imagefolder(root: pathlib.Path, source: SourceSpec, task_name: str,
     notes += _shrink_note(shrunk, max_image_size)
     splits, stack_notes = _stack_splits(raw)
     notes += stack_notes
+    brought = set(splits)
     if "test" not in splits or "validation" not in splits:
         images, labels = splits["train"]
         order = permutation(len(labels), _ORDER_SEED)
@@ -363,4 +401,4 @@ def _read_imagefolder(root: pathlib.Path, source: SourceSpec, task_name: str,
     description = f"image folder {source.target}; {len(class_names)} classes" + (
         f"; {'; '.join(notes)}" if notes else "")
     return build_task(task_name, splits, class_names, source=str(source),
-                      description=description)
+                      description=description, carved=tuple(set(splits) - brought))

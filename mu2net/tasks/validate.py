@@ -1,19 +1,22 @@
 """Checks that refuse a task the method cannot use, before anything is trained or written.
 
-Ingestion (`prepare.build_task`, `sources._read_imagefolder`) and the queue (`check_queue_spec`)
-call these, so a bad task fails in seconds with one line naming the class, folder or spec and
-how to fix it, instead of being committed with a misleading accuracy.
+Ingestion (`prepare.build_task`, `sources._read_imagefolder`) calls these, so a bad task fails
+in seconds with one line naming the class or folder and how to fix it, instead of being
+committed with a misleading accuracy. This module sits below the sources it checks (it imports
+none of `sources`, `suite` or `prepare`); the check of a queued spec, which needs the source
+parser and the suite, is `mu2net.tasks.specs.check_queue_spec`.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+import unicodedata
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mu2net.errors import SchemaError, TaskError
+from mu2net.errors import TaskError
 
 # A validation split below this many images (or one per class, if more) cannot tell children
 # apart: "child >= parent" on 5 images is a coin toss. Small suite tasks have hundreds.
@@ -33,14 +36,21 @@ def class_counts(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], num_classe
 
 
 def check_learnable(name: str, splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                    class_names: Sequence[str]) -> None:
+                    class_names: Sequence[str], *, carved: Sequence[str] = ()) -> None:
     """Refuse a class without training images: the model can never predict it, yet its test
-    images would silently cap the reported accuracy (2 of 3 classes learnable: 0.667)."""
+    images would silently cap the reported accuracy (2 of 3 classes learnable: 0.667).
+    `carved`: splits carved automatically from train, which the user cannot edit."""
     counts = class_counts(splits, len(class_names))
     for c, class_name in enumerate(class_names):
         if counts["train"][c]:
             continue
         elsewhere = {s: int(n[c]) for s, n in counts.items() if s != "train" and n[c]}
+        if elsewhere and set(elsewhere) <= set(carved):
+            total = sum(elsewhere.values())
+            raise TaskError(f"task {name!r}: class {class_name!r} has no training image: its "
+                            f"{total} image(s) all went to the {' and '.join(sorted(elsewhere))} "
+                            "split(s) carved automatically from the training images, so the "
+                            f"model can never learn it: add more images of {class_name!r}")
         if elsewhere:
             where = ", ".join(f"{n} in {s}" for s, n in sorted(elsewhere.items()))
             raise TaskError(f"task {name!r}: class {class_name!r} has no training image "
@@ -77,10 +87,6 @@ def check_class_folders(target: str, root: pathlib.Path, split_dirs: Mapping[str
                             "or remove the folder")
 
 
-def _local_path(uri: str) -> str:
-    return uri[len("file://"):] if uri.startswith("file://") else uri
-
-
 def _is_empty_dir(folder: pathlib.Path) -> bool:
     for _, _, files in os.walk(folder):
         if any(not f.startswith(".") for f in files):
@@ -88,56 +94,12 @@ def _is_empty_dir(folder: pathlib.Path) -> bool:
     return True
 
 
-def check_queue_spec(spec: str, mode: str = "onboard", *, local_store: bool = False) -> str:
-    """Check a spec cheaply (no data is read) before it is queued; returns it stripped.
-
-    A queued spec is read later by a scheduled run, so a typo would only show up as a failed
-    run hours later. Checks: the mode; for `iterate`, a task name or a source spec; the spec's
-    syntax and scheme (`parse_spec`), a derivable task name, a known demo task, a gs:// URI
-    with a bucket, and, next to a local store, a local image folder that exists (relative paths
-    are refused: a run does not share the caller's working directory).
-
-    Raises:
-      TaskError: naming the spec and the valid forms.
-    """
-    from mu2net.schema import check_mode, validate_task_name
-    from mu2net.tasks.sources import parse_spec
-
-    check_mode(mode)
-    spec = spec.strip() if isinstance(spec, str) else spec
-    if not isinstance(spec, str) or not spec:
-        raise TaskError(f"task spec {spec!r} is empty: expected 'tfds:NAME[/CONFIG]', "
-                        "'imagefolder:URI' or 'demo:NAME'")
-    if mode == "iterate" and ":" not in spec:
-        try:
-            return validate_task_name(spec)
-        except SchemaError as exc:
-            raise TaskError(f"task {spec!r} cannot be iterated: {exc}") from None
-    source = parse_spec(spec)
-    source.default_name()
-    if source.kind == "demo":
-        from mu2net.tasks.suite import SUITE
-
-        if source.target not in SUITE:
-            raise TaskError(f"demo task {source.target!r} is unknown: valid {list(SUITE)}")
-    elif source.kind == "imagefolder":
-        _check_folder_uri(spec, source.target, local_store)
-    return spec
-
-
-def _check_folder_uri(spec: str, uri: str, local_store: bool) -> None:
-    from mu2net.gcloud import parse_gs_uri
-
-    if uri.startswith("gs://"):
-        parse_gs_uri(uri, TaskError)
-        return
-    if "://" in uri and not uri.startswith("file://"):
-        raise TaskError(f"task source {spec!r}: scheme {uri.split('://')[0]!r} is unknown: "
-                        "expected a gs:// URI or an absolute local path")
-    path = _local_path(uri)
-    if not os.path.isabs(path):
-        raise TaskError(f"task source {spec!r}: {path!r} is a relative path, which a queued "
-                        "run cannot resolve: give an absolute path or a gs:// URI")
-    if local_store and not os.path.isdir(path):
-        raise TaskError(f"task source {spec!r}: {path!r} is not a folder: expected "
-                        "ROOT/CLASS/IMAGE or ROOT/{train,validation,test}/CLASS/IMAGE")
+def check_class_names(target: str, class_names: Sequence[str]) -> None:
+    """Refuse a class name holding a control character (a newline, a tab, an escape): the
+    predicted label is printed one per line, and such a name splits or garbles it."""
+    for name in class_names:
+        bad = [ch for ch in name if unicodedata.category(ch).startswith("C")]
+        if bad:
+            raise TaskError(f"image folder {target!r}: class folder {name!r} holds control "
+                            f"character(s) {''.join(sorted(set(bad)))!r}, which would garble "
+                            "every label printed: rename the folder")
