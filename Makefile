@@ -47,7 +47,7 @@ test-containers: setup
 
 # Mutation check of the suite (not in CI: hours on 2 cores): mutmut 3 mutates
 # mu2net/scoring.py, mu2net/mutations.py and mu2net/store/ (setup.cfg [mutmut]) and runs the
-# tests of tests/test_{scoring,mutations,store,store_maintenance}.py that cover each
+# tests of tests/test_{scoring,mutations}.py and tests/test_store*.py that cover each
 # mutated function. MUTANTS narrows it (mutmut's name globs, e.g. 'mu2net.scoring*');
 # MUTMUT_CHILDREN sets the parallel workers. README "Mutation score" has the last numbers.
 MUTANTS ?=
