@@ -6,7 +6,7 @@ STORE ?= $(CURDIR)/store
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND ?= tensorflow
 
-.PHONY: setup lint format test test-slow test-containers demo compile golden clean
+.PHONY: setup lint format test test-slow test-containers demo compile golden mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,19 @@ test-containers: setup
 	PYTHON=$(BIN)/python bash images/build.sh --local --tag $(TEST_IMAGE)
 	DOCKER_HOST=unix://$(PODMAN_SOCKET) MU2NET_CONTAINER_TESTS=1 MU2NET_TEST_IMAGE=$(TEST_IMAGE) \
 	  $(BIN)/python -m pytest -q -s -m containers -p no:cacheprovider tests/test_containers.py
+
+# Mutation check of the suite (not in CI: hours on 2 cores): mutmut 3 mutates
+# mu2net/scoring.py, mu2net/mutations.py and mu2net/store/ (setup.cfg [mutmut]) and runs the
+# tests of tests/test_{scoring,mutations}.py and tests/test_store*.py that cover each
+# mutated function. MUTANTS narrows it (mutmut's name globs, e.g. 'mu2net.scoring*');
+# MUTMUT_CHILDREN sets the parallel workers. README "Mutation score" has the last numbers.
+MUTANTS ?=
+MUTMUT_CHILDREN ?= 2
+mutation: setup
+	$(BIN)/pip install -q -e '.[mutation]'
+	set -f; $(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS)  # globs for mutmut, not the shell
+	$(BIN)/mutmut results
+	$(BIN)/python scripts/mutation_score.py
 
 # The main job on the embedded default (local store, kfp.local).
 demo: setup

@@ -4,21 +4,27 @@ component plan with its ancestor search)."""
 
 import dataclasses
 from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from mu2net.blobs import ParamsCache
 from mu2net.config import get_config
-from mu2net.errors import ConfigError
+from mu2net.errors import ConfigError, SchemaError
 from mu2net.hparams import MU_VALUES
-from mu2net.model import component_names, component_shapes
+from mu2net.model import component_names, component_shapes, init_component
 from mu2net.mutations import (
+    Slot,
+    ancestry,
     do_mutate,
     incremental_mutation,
     mutate_adapters,
     mutate_hparams,
     plan_components,
     sample_ds_hparams,
+    slot_params,
+    value_index,
 )
 from mu2net.root import build_root
 from mu2net.schema import Component, Path, sha256_hex
@@ -26,7 +32,7 @@ from mu2net.schema import Component, Path, sha256_hex
 CONFIG = get_config("testing")
 ARCH = CONFIG.architecture
 FIXED = CONFIG.replace(search=dataclasses.replace(CONFIG.search, mu_autotune=False))
-ROOT, _ = build_root(CONFIG, mode="random", seed=0)
+ROOT, ROOT_BLOBS = build_root(CONFIG, mode="random", seed=0)
 
 
 def rng(seed=0):
@@ -230,7 +236,9 @@ def test_clone_probability_is_learned_per_component():
 
 
 def test_image_size_change_interpolates_the_root_posembed():
-    slots, _, _ = plan(child_hparams(ds_image_size=20), [ROOT])
+    h = child_hparams(ds_image_size=20)
+    slots, _, _ = plan(h, [ROOT])
+    assert list(slots) == component_names(h)  # and plans every component after it
     assert slots["posembed_input"].action == "interpolate"
     assert slots["posembed_input"].source == ROOT.component("posembed_input")
 
@@ -273,3 +281,105 @@ def test_adapter_with_another_dim_is_not_reused():
     slots, _, _ = plan(child_hparams(adapter_layers=[0], adapter_dim=16), [parent, ROOT],
                        task="other")
     assert slots["residual_adapter_0"].action == "init"
+
+
+# === found by the mutation check (README "Mutation score"): each test kills mutants that
+# survived the tests above ======================================================================
+
+
+def test_value_index_tells_bools_from_ints_and_matches_floats_within_tolerance():
+    assert value_index(True, (False, True)) == 1 and value_index(False, (False, True)) == 0
+    assert value_index(True, (1, True)) == 1 and value_index(1, (True, 1)) == 1  # 1 == True
+    assert value_index(0.1 + 0.2, (0.1, 0.3)) == 1  # a float read back from JSON or summed
+    assert value_index(1, (0.5, 1.0 + 1e-12)) == 1  # an int against a float list
+    assert value_index(1e-13, (0.0, 1.0)) == 0  # near zero: the absolute tolerance
+    with pytest.raises(ConfigError, match=r"value 0.31 is not in the value list \[0.1, 0.3\]"):
+        value_index(0.31, (0.1, 0.3))
+
+
+def test_incremental_mutation_steps_up_exactly_when_the_draw_is_below_one_half():
+    # the direction is part of a plan's reproducibility from its seed
+    for seed in range(40):
+        up = np.random.default_rng(seed).random() < 0.5
+        assert incremental_mutation(2, (1, 2, 3, 4), rng(seed)) == (3 if up else 1)
+
+
+def test_do_mutate_falls_back_to_the_configs_mu_when_the_path_has_none():
+    assert CONFIG.hparams.get("_mu_").default == 0.1
+    fires = sum(do_mutate({}, "hp:opt_lr", rng(seed), FIXED) for seed in range(1000))
+    assert 0.07 < fires / 1000 < 0.13
+    h: dict = {}
+    do_mutate(h, "hp:opt_lr", rng(), CONFIG)  # learned: stored, one step from 0.1 at most
+    assert h["_mu_|hp:opt_lr"] in (0.08, 0.1, 0.12)
+
+
+def test_data_hparams_start_from_the_best_paths_learned_probabilities_and_defaults():
+    keys = sorted(k for k in CONFIG.hparams.names() if k.startswith("ds_"))
+    always = child_hparams(**{f"_mu_|hp:{k}": 1.0 for k in keys})
+    for seed in range(20):
+        ds, fired = sample_ds_hparams(FIXED, always, rng(seed))
+        assert fired == [f"hp:{k}" for k in keys]
+        assert {k: ds[f"_mu_|hp:{k}"] for k in keys} == {k: 1.0 for k in keys}
+    never = child_hparams(**{f"_mu_|hp:{k}": 0.0 for k in keys})
+    del never["ds_image_size"]  # a best path without this hparam: the default
+    for seed in range(20):
+        ds, fired = sample_ds_hparams(FIXED, never, rng(seed))
+        assert fired == [] and ds["ds_image_size"] == CONFIG.hparams.get("ds_image_size").default
+
+
+def test_a_head_is_found_past_another_tasks_ancestor():
+    own = task_path("digits", child_hparams(num_classes=3))
+    other = task_path("letters", child_hparams(num_classes=3), parent=own)
+    slots, _, _ = plan(child_hparams(**{"_mu_": 0.0}), [other, own, ROOT], task="digits")
+    assert slots["head"].action == "clone" and slots["head"].source == own.component("head")
+
+
+def test_ancestry_walks_known_parents_to_the_root_and_jumps_over_retired_ones():
+    a = task_path("digits", child_hparams())
+    b = task_path("digits", child_hparams(num_layers=1), parent=a)
+    c = task_path("letters", child_hparams(num_layers=1, num_classes=4), parent=b)
+    known = {p.hash: p for p in (a, b, c)}
+    assert ancestry(c, known, ROOT) == [c, b, a, ROOT]
+    assert ancestry(c, {c.hash: c, a.hash: a}, ROOT) == [c, ROOT]  # b retired
+    assert ancestry(a, known, ROOT) == [a, ROOT]
+    assert ancestry(ROOT, known, ROOT) == [ROOT]
+
+
+def test_slot_round_trips_and_names_a_missing_key():
+    clone = Slot("encoderblock_0", "clone", ROOT.component("encoderblock_0"))
+    init = Slot("head", "init", None, 7)
+    for slot in (clone, init):
+        assert Slot.from_dict(slot.to_dict()) == slot
+    assert init.to_dict() == {"name": "head", "action": "init", "seed": 7, "source": None}
+    assert clone.trainable and init.trainable
+    assert not Slot("cls", "reuse", ROOT.component("cls")).trainable
+    d = init.to_dict()
+    del d["seed"]
+    with pytest.raises(SchemaError, match=r"slot\.seed is missing"):
+        Slot.from_dict(d)
+    with pytest.raises(SchemaError, match="slot.action='copy' is invalid"):
+        Slot("head", "copy", None)
+    with pytest.raises(SchemaError, match="source component is required"):
+        Slot("head", "clone", None)
+
+
+def test_slot_params_init_interpolate_and_a_private_copy_of_the_source():
+    cache = ParamsCache(SimpleNamespace(get_blob=ROOT_BLOBS.__getitem__))
+    h = child_hparams(ds_image_size=20)  # a 5 x 5 grid of 4-pixel patches
+    block = slot_params(Slot("encoderblock_0", "init", None, 3), h, CONFIG, cache)
+    expected = init_component("encoderblock_0", ARCH, h, 3)  # from the slot's seed
+    assert set(block) == set(expected)
+    assert all(np.array_equal(block[k], expected[k]) for k in block)
+    head = slot_params(Slot("head", "init", None, 3), h, CONFIG, cache)  # sized by the hparams
+    assert head["kernel"].shape == (ARCH.hidden_size, 3)
+    pos = slot_params(Slot("posembed_input", "interpolate", ROOT.component("posembed_input")),
+                      h, CONFIG, cache)
+    assert pos["pos_embedding"].shape[-2] == 5 * 5 + 1
+    source = ROOT.component("encoderblock_0")
+    copy = slot_params(Slot("encoderblock_0", "clone", source), h, CONFIG, cache)
+    published = cache.params(source.blob)
+    assert set(copy) == set(published)
+    assert all(np.array_equal(copy[k], published[k]) for k in copy)
+    key = next(iter(copy))
+    copy[key][...] = 0  # writable, and the published component is untouched
+    assert not np.array_equal(copy[key], published[key]) or not published[key].any()

@@ -29,9 +29,10 @@ from mu2net.errors import ConflictError, IntegrityError, SchemaError, StoreError
 from mu2net.schema import ROOT_TASK, Extension, Path, SystemVersion, sha256_hex
 from mu2net.scoring import config_scorer
 from mu2net.store import open_store
-from mu2net.store.base import ObjectBackend, ObjectInfo
+from mu2net.store.base import CommitResult, ObjectBackend, ObjectInfo
 from mu2net.store.gcs import GcsBackend, parse_gs_uri
 from mu2net.store.layout import (
+    GC_KEY,
     INDEX_MAX_BYTES,
     blob_key,
     encode,
@@ -40,7 +41,7 @@ from mu2net.store.layout import (
     path_key,
     version_key,
 )
-from mu2net.store.local import LocalBackend, local_root
+from mu2net.store.local import LocalBackend, local_root, open_local
 from mu2net.store.synthetic import synthetic_blob, synthetic_component
 from mu2net.store.versioned import VersionedStore
 
@@ -235,6 +236,46 @@ def test_backend_generations_and_conflicts(store_uri) -> None:
     assert backend.read("a/b") is None
     g3 = backend.write("a/b", b"again", if_generation_match=0)
     assert g3 not in (g1, g2)  # no ABA after delete and recreate
+
+
+def test_list_by_a_partial_name_and_generations_in_list_info(store_uri) -> None:
+    # found by the mutation check (README "Mutation score"): a prefix that is not a folder
+    backend = make_backend(store_uri)
+    gens = {key: backend.write(key, b"x" * i, if_generation_match=0)
+            for i, key in enumerate(["a/b1", "a/b2/c", "a/c", "ab"], start=1)}
+    backend.write("a/c", b"moved")  # takes the key's lock (a file in the local lock folder)
+    gens["a/c"] = backend.read("a/c")[1]
+    assert list(backend.list("a/b")) == ["a/b1", "a/b2/c"]
+    assert list(backend.list("a/")) == ["a/b1", "a/b2/c", "a/c"]
+    assert list(backend.list("")) == ["a/b1", "a/b2/c", "a/c", "ab"]  # no lock files
+    assert list(backend.list("a/b2/c")) == ["a/b2/c"]
+    assert {i.key: i.generation for i in backend.list_info("")} == gens
+
+
+def test_open_local_without_create_makes_no_folder(tmp_path) -> None:
+    assert open_local(str(tmp_path / "none"), create=False).head() is None
+    assert not (tmp_path / "none").exists()
+    open_local(str(tmp_path / "new"))
+    assert (tmp_path / "new").is_dir()
+
+
+def test_sweep_partial_lists_then_removes_only_old_temporary_files(tmp_path) -> None:
+    backend = LocalBackend(str(tmp_path / "s"), fsync=False)
+    backend.write("a/b", b"kept", if_generation_match=0)
+    backend.write("a/b", b"kept too")  # leaves a lock file, which is no temporary file
+    old = [tmp_path / "s" / ".tmp-old", tmp_path / "s" / "a" / ".tmp-killed"]
+    new = tmp_path / "s" / "a" / ".tmp-writing"
+    for path in [*old, new]:
+        path.write_bytes(b"partial")
+    for path in old:
+        os.utime(path, (1000.0, 1000.0))
+    os.utime(new, (3000.0, 3000.0))
+    assert backend.sweep_partial(2000.0) == [".tmp-old", "a/.tmp-killed"]  # dry run
+    assert all(p.exists() for p in [*old, new])
+    assert backend.sweep_partial(2000.0, dry_run=False) == [".tmp-old", "a/.tmp-killed"]
+    assert not any(p.exists() for p in old) and new.exists()
+    assert backend.read("a/b")[0] == b"kept too" and list(backend.list("")) == ["a/b"]
+    assert backend.sweep_partial(3000.0) == []  # not older than the cutoff
 
 
 def test_gcs_read_retries_a_download_that_fails_its_checksum(gcs_server, monkeypatch) -> None:
@@ -672,6 +713,67 @@ def test_history_show_diff_and_rollback_of_one_task(store_uri, tmp_path) -> None
         store.read_version(9)
 
 
+def test_a_retried_rollback_finds_its_version_after_later_commits(store_uri, tmp_path,
+                                                                   monkeypatch) -> None:
+    # found by the mutation check (README "Mutation score"): a retry that did not look for its
+    # run id rolled the task back a second time
+    store = make_store(store_uri)
+    root = init_store(store, str(tmp_path))
+    a1 = make_extension(str(tmp_path), root, "cifar", "a1", 0)
+    store.commit(a1)
+    store.commit(make_extension(str(tmp_path), root, "cifar", "a2", 1, accuracy=0.9))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    first = store.rollback_task("cifar", 1, "rb-1")
+    assert (first.version, first.created, first.note) == (3, True, "")
+    assert list((tmp_path / "cwd").iterdir()) == []  # its blob copies went to a temporary folder
+    assert first.bytes_written == len(encode_index(store.read_version(3))) + len(
+        encode_pointer(3))
+    provenance = store.show(3)["provenance"]
+    assert {"kind": "rollback", "run_id": "rb-1", "task": "cifar", "path": a1.path.hash,
+            "to_version": 1, "method_version": "m1"}.items() <= provenance.items()
+    assert "started_at" in provenance
+    a3 = make_extension(str(tmp_path), root, "cifar", "a3", 3, accuracy=0.95)
+    assert store.commit(a3).version == 4
+    again = store.rollback_task("cifar", 1, "rb-1")
+    assert (again.version, again.created, again.note) == (3, False, "")
+    assert store.head() == 4 and store.read_version(4).tasks["cifar"] == a3.path.hash
+    # a new run id to the path the head already has: nothing published, and a note says so
+    store.rollback_task("cifar", 1, "rb-2")
+    kept = store.rollback_task("cifar", 1, "rb-3")
+    assert kept == CommitResult(version=5, created=False, note=(
+        "no change: version 5 kept (task 'cifar' already has the path of version 1; nothing "
+        "was published)"))
+    assert store.head() == 5
+
+
+class RegisterOnFirstWrite(Delegate):
+    """Registers another collection in `GC` just before the first write to it, as a
+    collection running beside this store would between its read and its write."""
+
+    def __init__(self, inner: ObjectBackend) -> None:
+        super().__init__(inner)
+        self.raced = False
+
+    def write(self, key: str, data: bytes, *, if_generation_match: int | None = None) -> int:
+        if key == GC_KEY and not self.raced:
+            self.raced = True
+            got = self.inner.read(GC_KEY)
+            self.inner.write(GC_KEY, encode({"collections": {"other": time.time() + 600}}),
+                             if_generation_match=0 if got is None else got[1])
+        return super().write(key, data, if_generation_match=if_generation_match)
+
+
+def test_collections_register_by_compare_and_swap(store_uri, tmp_path) -> None:
+    # found by the mutation check: a register written without its generation dropped the
+    # collection that registered between the read and the write
+    store = make_store(store_uri, wrap=RegisterOnFirstWrite)
+    store._register_collection("mine", time.time() + 600)
+    assert set(store._collections()[0]) == {"other", "mine"}
+    store._register_collection("mine", None)
+    assert set(store._collections()[0]) == {"other"}
+
+
 # === garbage collection =====================================================================
 
 
@@ -712,6 +814,97 @@ def test_gc_keeps_referenced_and_leased_blobs(store_uri, tmp_path) -> None:
     assert_consistent(fresh)
 
 
+def test_gc_keeps_old_blobs_of_a_version_that_was_head_within_the_window(store_uri,
+                                                                           tmp_path) -> None:
+    # found by the mutation check (README "Mutation score"): blobs younger than the window hid
+    # the version rule; here a1's blobs are old, and only version 1 having been the head until
+    # 5 s ago keeps them
+    store = make_store(store_uri)
+    root = init_store(store, str(tmp_path))
+    a1 = make_extension(str(tmp_path), root, "cifar", "a1", 0)
+    store.commit(a1)
+    t = time.time() + 1000
+    store.clock = lambda: t  # version 2 committed at t, long after a1's blobs were written
+    store.commit(make_extension(str(tmp_path), root, "cifar", "a2", 1, accuracy=0.9))
+    a1_only = sorted(blob_key(c.blob) for c in a1.path.components if c.name != "embedding")
+    assert store.gc(retention_s=10, now=t + 5) == []
+    assert store.gc(retention_s=10, now=t + 20) == a1_only
+
+
+class LeaseOnFirstWrite(Delegate):
+    """Another holder of the same run's lease adds a blob just before this store's first write
+    of it (between its read and its write)."""
+
+    def __init__(self, inner: ObjectBackend, blob: str) -> None:
+        super().__init__(inner)
+        self.blob, self.raced = blob, False
+
+    def write(self, key: str, data: bytes, *, if_generation_match: int | None = None) -> int:
+        if key.startswith("leases/") and not self.raced:
+            self.raced = True
+            VersionedStore(self.inner).acquire_lease("run", ttl_s=1e6, blobs=[self.blob])
+        return super().write(key, data, if_generation_match=if_generation_match)
+
+
+def test_lease_updates_are_compare_and_swap(store_uri) -> None:
+    # found by the mutation check: a lease written without its generation (or, first, without
+    # create-only) dropped the blobs another holder had just added
+    b1, b2, b3, b4 = (sha256_hex(x) for x in (b"1", b"2", b"3", b"4"))
+    store = make_store(store_uri, wrap=lambda b: LeaseOnFirstWrite(b, b2))
+    store.acquire_lease("run", ttl_s=1e6, blobs=[b1])  # raced while creating it
+    assert store.leases()[0].blobs == tuple(sorted([b1, b2]))
+    store.backend.raced, store.backend.blob = False, b4
+    store.acquire_lease("run", ttl_s=1e6, blobs=[b3])  # raced while renewing it
+    assert store.leases()[0].blobs == tuple(sorted([b1, b2, b3, b4]))
+
+
+def test_a_repeated_init_and_a_corrupt_lease(store_uri, tmp_path) -> None:
+    store = make_store(store_uri)
+    init_store(store, str(tmp_path))
+    root, files = root_path(str(tmp_path))
+    assert store.init(root, files, {"run_id": "init"}) == CommitResult(version=0, created=False)
+    store.backend.write("leases/x.json", encode({"schema": "mu2net/other/v1"}))
+    assert store.leases() == []  # a damaged lease is skipped, and says why
+    [(reason, _)] = store._scan_leases()[1]
+    assert "leases/x.json is not a valid lease: lease.schema='mu2net/other/v1'" in reason
+
+
+class LeaseWhileCollecting(Delegate):
+    """A run leases a blob just as a collection registers (after the collection's first look),
+    and every delete records the collections registered at that moment."""
+
+    def __init__(self, inner: ObjectBackend, blob: str) -> None:
+        super().__init__(inner)
+        self.blob, self.registered_at_delete = blob, []
+
+    def write(self, key: str, data: bytes, *, if_generation_match: int | None = None) -> int:
+        generation = super().write(key, data, if_generation_match=if_generation_match)
+        if key == GC_KEY and not self.registered_at_delete:
+            VersionedStore(self.inner).acquire_lease("late-run", ttl_s=1e6, blobs=[self.blob])
+        return generation
+
+    def delete(self, key: str) -> None:
+        if key.startswith("blobs/"):
+            self.registered_at_delete.append(VersionedStore(self.inner)._collections()[0])
+        super().delete(key)
+
+
+def test_gc_deletes_while_registered_and_spares_a_blob_leased_meanwhile(store_uri,
+                                                                        tmp_path) -> None:
+    # found by the mutation check (README "Mutation score"): a registration that had already
+    # expired, or a second look that forgot the leases, passed every other test
+    store = make_store(store_uri)
+    init_store(store, str(tmp_path))
+    orphans = [store.put_blob(f"orphan {i}".encode()) for i in range(2)]
+    store.backend = LeaseWhileCollecting(store.backend, orphans[1])
+    later = time.time() + 1000
+    assert store.gc(retention_s=10, now=later, dry_run=False) == [blob_key(orphans[0])]
+    assert store.has_blob(orphans[1]) and not store.has_blob(orphans[0])
+    [registered] = store.backend.registered_at_delete
+    assert len(registered) == 1 and list(registered.values())[0] > time.time() + 60
+    assert store._collections()[0] == {}  # unregistered when done
+
+
 def test_staged_blobs_survive_gc_until_released_and_commit_by_hash(store_uri, tmp_path) -> None:
     store = make_store(store_uri)
     root = init_store(store, str(tmp_path))
@@ -720,6 +913,7 @@ def test_staged_blobs_survive_gc_until_released_and_commit_by_hash(store_uri, tm
     assert written == sum(os.path.getsize(f) for f in ext.blob_files.values())
     assert store.stage_blobs("run-1", ext.blob_files, ttl_s=1e6) == 0  # a retry writes nothing
     assert set(ext.blob_files) <= set(store.leases()[0].blobs)
+    assert store.leases()[0].base_version == 0  # keeps the run's base version (mutation check)
     later = time.time() + 1000
     assert store.gc(retention_s=10, now=later, dry_run=False) == []  # leased: kept
     by_hash = replace(ext, blob_files=dict.fromkeys(ext.blob_files, STAGED_IN_STORE))
