@@ -221,9 +221,6 @@ def _cmd_queue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_arg(p: argparse.ArgumentParser) -> None:
-    store_arg(p, help="store URI: a local folder or gs://bucket/prefix")
-
 
 def _queue_edit(store: Any, args: argparse.Namespace) -> int:
     """`queue remove ID|TASK` and `queue retry ID`."""
@@ -246,7 +243,7 @@ def _queue_edit(store: Any, args: argparse.Namespace) -> int:
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add this module's commands (`add` is the CLI's `add_parser`)."""
     p = add("init", help="create system version 0 (the root model) in a store")
-    _store_arg(p)
+    store_arg(p)
     p.add_argument("--root", required=True,
                    help="the root: random | npz:URI (a vit_jax checkpoint) | pretrain:SPEC")
     _pretrain_args(p)
@@ -260,13 +257,13 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_cmd_root)
 
     p = add("status", help="the system's tasks, accuracies, scores, parameters and last run")
-    _store_arg(p)
+    store_arg(p)
     at_arg(p)
     json_arg(p, "the pinned status document (README, `status --json`)")
     p.set_defaults(func=_cmd_status)
 
     p = add("report", help="write the system graph and history as HTML")
-    _store_arg(p)
+    store_arg(p)
     p.add_argument("--out", required=True, help="the HTML file to write (figures beside it)")
     at_arg(p)
     json_arg(p, "the files written")
@@ -280,7 +277,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("specs", nargs="*", metavar="SPEC|ID|TASK",
                    help="add: task sources (or task names with --mode iterate); remove: an "
                         "entry id or a task; retry: an entry id")
-    _store_arg(p)
+    store_arg(p)
     p.add_argument("--mode", choices=MODES, default="onboard",
                    help="onboard a new task or iterate an existing one")
     p.add_argument("--data-dir", dest="data_dir", default="",

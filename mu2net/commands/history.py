@@ -7,7 +7,7 @@ import argparse
 import json
 from collections.abc import Callable
 
-from mu2net.commands.common import _store, json_arg
+from mu2net.commands.common import _store, json_arg, store_arg
 
 
 def _print(doc: object, text: str, as_json: bool) -> None:
@@ -41,16 +41,11 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True,
-                   help="store URI: a local folder or gs://bucket/prefix")
-
-
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add `versions`, `show` and `diff` (`add` is the CLI's `add_parser`)."""
     p = add("versions", help="the system's versions, newest first: time, run id, code "
                              "version, KFP run, what changed")
-    _store_arg(p)
+    store_arg(p)
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="only the newest N versions (default: all)")
     json_arg(p, "the versions")
@@ -59,13 +54,13 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("show", help="one system version: its run, provenance, changes and task table")
     p.add_argument("version", type=int, nargs="?", default=None, metavar="VERSION",
                    help="the system version (default: the head)")
-    _store_arg(p)
+    store_arg(p)
     json_arg(p, "the version")
     p.set_defaults(func=_cmd_show)
 
     p = add("diff", help="tasks added, removed and changed between two system versions")
     p.add_argument("a", type=int, metavar="A", help="the older system version")
     p.add_argument("b", type=int, metavar="B", help="the newer system version")
-    _store_arg(p)
+    store_arg(p)
     json_arg(p, "the difference")
     p.set_defaults(func=_cmd_diff)

@@ -121,7 +121,7 @@ def _run_cycles(store_uri: str, tasks: Sequence[Sequence[tuple[str, str]]],
 
 
 def _local_args(p: argparse.ArgumentParser, default_config: str = "cpu_demo") -> None:
-    store_arg(p, help="store URI (a folder or gs://bucket/prefix)")
+    store_arg(p)
     config_arg(p, default_config)
     p.add_argument("--seed", type=int, default=0, help="random seed of the search")
     p.add_argument("--workdir", default=DEFAULT_WORKDIR,

@@ -90,7 +90,7 @@ def _alias_arg(p: argparse.ArgumentParser) -> None:
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add this module's commands (`add` is the CLI's `add_parser`)."""
     p = add("export", help="export one task's model for serving (.keras or SavedModel)")
-    store_arg(p, help="store URI: a local folder or gs://bucket/prefix")
+    store_arg(p)
     p.add_argument("--task", required=True, metavar="TASK[@ALIAS]",
                    help="the task whose path to export (TASK@ALIAS: the path the alias names)")
     _alias_arg(p)
@@ -104,7 +104,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = add("predict", help="classify image files with one task's path")
     p.add_argument("files", nargs="+", metavar="FILE", help="image files to classify")
-    store_arg(p, help="store URI: a local folder or gs://bucket/prefix")
+    store_arg(p)
     p.add_argument("--task", required=True, metavar="TASK[@ALIAS]",
                    help="the task whose path classifies (TASK@ALIAS: the path the alias names)")
     _alias_arg(p)

@@ -130,9 +130,6 @@ def _cmd_cat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_arg(p: argparse.ArgumentParser) -> None:
-    store_arg(p, help="local folder or gs://bucket/prefix")
-
 
 def _retention_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retention-hours", type=float, default=DEFAULT_RETENTION_HOURS,
@@ -149,13 +146,13 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.set_defaults(func=help_command(p))
     c = actions.add_parser("check", help="verify every index, path document, blob hash, "
                                          "reference and the head; list orphans (exit 1 if damaged)")
-    _store_arg(c)
+    store_arg(c)
     c.add_argument("--quick", action="store_true", help="check blobs exist without hashing them")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=_cmd_check)
     r = actions.add_parser("repair", help="recompute HEAD, roll back tasks whose head path is "
                                           "broken, collect orphans (dry run unless --apply)")
-    _store_arg(r)
+    store_arg(r)
     _retention_arg(r)
     r.add_argument("--apply", action="store_true", help="make the changes (default: plan only)")
     r.add_argument("--quick", action="store_true", help="check blobs exist without hashing them")
@@ -163,7 +160,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     r.set_defaults(func=_cmd_repair)
     k = actions.add_parser("cat", help="print one stored object's JSON (a local store's files "
                                        "start with a binary header that jq cannot read)")
-    _store_arg(k)
+    store_arg(k)
     k.add_argument("key", help="object key: HEAD, versions/000000000003.json (or just 3), "
                                "paths/HASH.json, tasks/NAME/HASH.json, queue/ID.json")
     k.add_argument("--generation", action="store_true",
@@ -173,7 +170,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = add("rollback", help="publish a new version whose path of TASK is the one it had at "
                              "--to-version (other tasks unchanged)")
-    _store_arg(p)
+    store_arg(p)
     p.add_argument("--task", required=True, help="the task to roll back")
     p.add_argument("--to-version", type=int, required=True, metavar="N",
                    help="the system version whose path of the task to publish again")
@@ -184,7 +181,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = add("gc", help="delete blobs no retained version or active run references (dry run "
                        "unless --apply)")
-    _store_arg(p)
+    store_arg(p)
     _retention_arg(p)
     p.add_argument("--apply", action="store_true", help="delete (default: list only)")
     p.add_argument("--json", action="store_true", help="print the keys as JSON")
