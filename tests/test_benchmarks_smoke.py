@@ -277,3 +277,56 @@ def test_system_growth_smoke(tmp_path):
                 else positive(value), (row, key)
         if row["tasks"] == "3":
             assert number(row["x"]) == 1.0
+
+
+def test_task_sequence_smoke(tmp_path):
+    """Three derived tasks onboarded through the step functions: the tables parse, every
+    number is finite, parameters only grow, the recomputed accuracy is the committed one, and
+    no test prediction changed between a task's commit and the final version."""
+    proc = run("task_sequence.py", "--smoke", "--out-dir", str(tmp_path))
+    text = (tmp_path / "task_sequence.md").read_text()
+    header_ok(text)
+    changed = re.search(r"^changed predictions: (\d+)$", text, re.M)
+    assert changed and int(changed.group(1)) == 0, proc.stdout[-2000:]
+    per_task, steps, derived = tables(text)
+    assert [row["#"] for row in per_task] == ["1", "2", "3"]
+    assert [row["version"] for row in per_task] == ["1", "2", "3"]
+    for row in per_task:
+        for key in ("train s", "overhead s", "total s", "system params", "separate params",
+                    "ratio", "new params"):
+            positive(number(row[key]))
+        assert number(row["ratio"]) == pytest.approx(
+            number(row["system params"]) / number(row["separate params"]), abs=0.006)
+        assert 0 <= number(row["test acc"]) <= 1
+    totals = [number(row["system params"]) for row in per_task]
+    assert totals == sorted(totals)
+    assert {row["step"] for row in steps} >= {"ingest", "train", "commit", "report"}
+    assert [row["task"] for row in derived] == [row["task"] for row in per_task]
+    data = json.loads((tmp_path / "task_sequence.json").read_text())
+    assert set(data["check"]) == {row["task"] for row in per_task}
+    for row in data["rows"]:
+        assert row["test_accuracy_recomputed"] == pytest.approx(row["test_accuracy"])
+    assert all(rec["bit_identical"] and rec["path_unchanged"] and rec["changed"] == 0
+               for rec in data["check"].values())
+    assert (tmp_path / "task_sequence.png").stat().st_size > 0
+
+
+def test_task_sequence_counts_a_changed_prediction():
+    """The comparison the sequence's verdict rests on sees one flipped prediction and a
+    one-bit change in the logits."""
+    import numpy as np
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    from task_sequence import compare, digest
+
+    logits = np.array([[0.0, 1.0], [2.0, 1.0], [0.5, 0.25]], np.float32)
+    recorded = {"t": {"argmax": np.argmax(logits, 1), "sha256": digest(logits)}}
+    assert compare(recorded, {"t": logits.copy()})["t"]["changed"] == 0
+    assert compare(recorded, {"t": logits.copy()})["t"]["bit_identical"]
+    flipped = logits.copy()
+    flipped[2] = [0.25, 0.5]
+    assert compare(recorded, {"t": flipped})["t"]["changed"] == 1
+    nudged = logits.copy()
+    nudged[0, 0] = np.nextafter(np.float32(0), np.float32(1))
+    out = compare(recorded, {"t": nudged})["t"]
+    assert out["changed"] == 0 and not out["bit_identical"]
