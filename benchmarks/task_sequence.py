@@ -25,8 +25,10 @@ prediction changed.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
+import math
 import os
 import shutil
 import string
@@ -38,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from common import RESULTS_DIR, REPO, header, write
+from common import REPO, RESULTS_DIR, header, write
 
 TRAIN, VALIDATION, TEST = 600, 150, 250  # images per split at most (a task's source may have fewer)
 SCREENSHOT = os.path.join(REPO, "docs", "task_sequence_report.png")
@@ -67,11 +69,11 @@ def _identity(n: int) -> dict[int, int]:
     return {i: i for i in range(n)}
 
 
-def _invert(images, rng):
+def _invert(images, rng):  # noqa: ARG001 (every transform takes the task's generator)
     return 255 - images, None
 
 
-def _rot90(images, rng):
+def _rot90(images, rng):  # noqa: ARG001
     return np.rot90(images, 1, axes=(1, 2)).copy(), None
 
 
@@ -279,13 +281,14 @@ def onboard(task_spec: str, store_uri: str, config, work: str, run_id: str) -> d
         os.makedirs(path, exist_ok=True)
         return path
 
-    seconds = dict.fromkeys(("ingest", "start", "plan", "train", "select", "commit", "report"),
-                            0.0)
+    names = ("ingest", "start", "plan", "train", "select", "commit", "report")
+    seconds, cpu = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
 
     def timed(step: str, fn: Callable, **kwargs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         out = fn(**kwargs)
         seconds[step] += time.perf_counter() - start
+        cpu[step] += time.process_time() - start_cpu
         return out
 
     task_dir, info_dir = folder("task"), folder("info")
@@ -314,7 +317,7 @@ def onboard(task_spec: str, store_uri: str, config, work: str, run_id: str) -> d
     timed("report", steps.report_step, extension_dir=extension_dir, info_dir=info_dir,
           store_uri=store_uri, markdown_path=os.path.join(work, "report.md"),
           html_path=os.path.join(work, "report.html"), **cfg)
-    return {"commit": commit, "seconds": seconds, "task_dir": task_dir}
+    return {"commit": commit, "seconds": seconds, "cpu": cpu, "task_dir": task_dir}
 
 
 def logits_of(view, task: str, images: np.ndarray, blobs) -> np.ndarray:
@@ -343,6 +346,8 @@ def compare(at_commit: dict[str, dict], final: dict[str, np.ndarray]) -> dict[st
 
 
 def run(args: argparse.Namespace) -> dict:
+    import keras
+
     from mu2net.blobs import DirBlobs, ParamsCache
     from mu2net.config import get_config
     from mu2net.root import build_root, pretrain_root
@@ -351,7 +356,7 @@ def run(args: argparse.Namespace) -> dict:
     from mu2net.tasks.suite import ROOT_TASK_NAME, load_suite_task
 
     config = get_config("testing")
-    work = args.work or tempfile.mkdtemp(prefix="mu2net-sequence-")
+    work = args.work
     started = time.perf_counter()
     if args.smoke:
         root, blobs = build_root(config, mode="random", seed=0)
@@ -373,13 +378,13 @@ def run(args: argparse.Namespace) -> dict:
     rows, at_commit, tests = [], {}, {}
     separate = 0
     for index, task in enumerate(order, 1):
-        t0 = time.perf_counter()
+        t0, t0_cpu = time.perf_counter(), time.process_time()
         data = os.path.join(work, "data", task.name)
         write_image_folder(build_splits(task, cache), task.classes, data)
-        prepare_s = time.perf_counter() - t0
+        prepare_s, prepare_cpu = time.perf_counter() - t0, time.process_time() - t0_cpu
         out = onboard(f"{task.name}=imagefolder:{data}", store_uri, config,
                       os.path.join(work, "runs", task.name), f"seq-{index:02d}-{task.name}")
-        t1 = time.perf_counter()
+        t1, t1_cpu = time.perf_counter(), time.process_time()
         _, prepared = load_task_dir(out["task_dir"])
         images, labels = prepared.arrays("test")
         version = int(out["commit"]["version"])
@@ -398,16 +403,24 @@ def run(args: argparse.Namespace) -> dict:
                                             "record": time.perf_counter() - t1},
             "test_accuracy": float(path.metrics["test_accuracy"]),
             "test_accuracy_recomputed": float(np.mean(np.argmax(logits, 1) == labels)),
+            "cpu": {"prepare": prepare_cpu, **out["cpu"],
+                    "record": time.process_time() - t1_cpu},
+            "load": os.getloadavg()[0],
             "total_params": int(view.total_params()), "separate_params": int(separate),
+            "path_sum_params": sum(p.num_params for p in view.paths.values()),
             "new_params": sum(c.num_params for c in path.components if c.creator == task.name),
             "layers": int(path.hparams["num_layers"]),
+            "image_size": int(path.hparams["ds_image_size"]),
             "reuses": creators, "components": len(path.components),
             "sha256": at_commit[task.name]["sha256"]})
+        # Each pipeline step is its own process (pod): drop this task's models and traces.
+        keras.backend.clear_session()
+        gc.collect()
         sec = rows[-1]["seconds"]
         print(f"[{index}/{len(order)}] {task.name}: v{version} test "
               f"{rows[-1]['test_accuracy']:.3f}, train {sec['train']:.1f} s, overhead "
-              f"{sum(sec[k] for k in ('ingest', 'start', 'plan', 'select', 'commit', 'report')):.1f}"
-              f" s, params {rows[-1]['total_params']:,} vs {separate:,}", flush=True)
+              f"{overhead(sec):.1f} s, params {rows[-1]['total_params']:,} vs {separate:,}",
+              flush=True)
     final_view = store.load_system()
     cache_blobs = ParamsCache(store)
     t2 = time.perf_counter()
@@ -423,10 +436,10 @@ def run(args: argparse.Namespace) -> dict:
             "check": check, "check_seconds": time.perf_counter() - t2,
             "total_seconds": time.perf_counter() - started, "work": work,
             "sources": SOURCE_NOTES, "smoke": args.smoke}
-    if args.report_html:
+    if args.screenshot:
         from mu2net.report import write_report
 
-        data["report"] = write_report(store, args.report_html)
+        write_report(store, args.report_html)
     return data
 
 
@@ -481,37 +494,49 @@ def report(data: dict, png: str, shot: str) -> str:
              "(ingest of the image folder, start, plan, select, commit with its test pass, "
              "report). Accuracy: the committed path's test accuracy (the commit's, on the "
              "whole test split).", "",
-             "| # | task | classes | train/val/test | version | train s | overhead s | total s "
-             "| system params | separate params | ratio | new params | layers | reuses "
-             "| test acc |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| # | task | classes | train/val/test | version | train s | overhead s | CPU s "
+             "| load | system params | separate params | ratio | new params | layers | size "
+             "| reuses | test acc |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s, z = r["seconds"], r["sizes"]
         lines.append(
             f"| {r['index']} | {r['task']} | {r['classes']} | {z['train']}/{z['validation']}/"
             f"{z['test']} | {r['version']} | {s['train']:.1f} | {overhead(s):.1f} | "
-            f"{s['train'] + overhead(s):.1f} | {r['total_params']:,} | {r['separate_params']:,} "
-            f"| {r['total_params'] / r['separate_params']:.2f} | {r['new_params']:,} | "
-            f"{r['layers']} | {', '.join(r['reuses']) or '-'} | {r['test_accuracy']:.3f} |")
+            f"{r['cpu']['train'] + overhead(r['cpu']):.1f} | {r['load']:.1f} | "
+            f"{r['total_params']:,} | {r['separate_params']:,} | "
+            f"{r['total_params'] / r['separate_params']:.2f} | "
+            f"{r['new_params']:,} | {r['layers']} | {r['image_size']} | "
+            f"{', '.join(r['reuses']) or '-'} | {r['test_accuracy']:.3f} |")
     last = rows[-1]
+    cpu_train = [r["cpu"]["train"] for r in rows]
+    cpu_over = [overhead(r["cpu"]) for r in rows]
     lines += ["", f"![parameters and time per task]({png})", "",
               "## Time against the index", "",
-              f"Least-squares slope: train {slope(idx, train):+.2f} s per task, overhead "
-              f"{slope(idx, over):+.2f} s per task. Mean of the first {half} tasks: train "
-              f"{np.mean(train[:half]):.1f} s, overhead {np.mean(over[:half]):.1f} s; of the "
-              f"last {n - half}: train {np.mean(train[half:]):.1f} s, overhead "
-              f"{np.mean(over[half:]):.1f} s.", "",
-              "| step | mean s | first half | second half |", "|---|---|---|---|"]
-    for step in ("prepare", *OVERHEAD[:2], "plan", "train", "select", *OVERHEAD[4:], "record"):
-        vals = [r["seconds"][step] for r in rows]
-        lines.append(f"| {step} | {np.mean(vals):.2f} | {np.mean(vals[:half]):.2f} | "
-                     f"{np.mean(vals[half:]) if n > half else float('nan'):.2f} |")
+              f"Least-squares slope of the wall time: train {slope(idx, train):+.2f} s per "
+              f"task, overhead {slope(idx, over):+.2f} s per task; of this process's CPU time "
+              f"(all its threads; less sensitive to the other jobs on the machine): train "
+              f"{slope(idx, cpu_train):+.2f} s, overhead {slope(idx, cpu_over):+.2f} s per "
+              f"task. Load: the machine's 1-minute load average after the task "
+              f"({min(r['load'] for r in rows):.1f} to {max(r['load'] for r in rows):.1f} on "
+              f"{os.cpu_count()} cores).", "",
+              "| step | mean wall s | first half | second half | mean CPU s | first half "
+              "| second half |", "|---|---|---|---|---|---|---|"]
+    for step in ("prepare", *OVERHEAD[:3], "train", *OVERHEAD[3:], "record"):
+        cells = []
+        for kind in ("seconds", "cpu"):
+            vals = [r[kind][step] for r in rows]
+            cells += [np.mean(vals), np.mean(vals[:half]),
+                      np.mean(vals[half:]) if n > half else math.nan]
+        lines.append(f"| {step} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     lines += ["", "`prepare` (deriving the task and writing its PNG folder) and `record` (the "
               "benchmark's own prediction pass after the commit) are not pipeline steps and "
               "are in neither train nor overhead.", "",
               f"Final: {last['total_params']:,} parameters in the system against "
               f"{last['separate_params']:,} for {n} separately fine-tuned models "
-              f"({last['total_params'] / last['separate_params']:.2f}x); mean test accuracy "
+              f"({last['total_params'] / last['separate_params']:.2f}x; the report's own "
+              f"figure, each task's path as a model of its own, sums to "
+              f"{last['path_sum_params']:,}); mean test accuracy "
               f"{np.mean([r['test_accuracy'] for r in rows]):.3f}.", ""]
     if shot:
         lines += ["## The final store's report", "",
@@ -578,25 +603,28 @@ def main() -> int:
                         "(smoke: a temp folder)")
     parser.add_argument("--work", default="", help="store and task folders (default: temp)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--screenshot", default=None,
+                        help="the final report's screenshot (default: "
+                             "docs/task_sequence_report.png; smoke: none)")
     args = parser.parse_args()
     args.tasks = args.tasks or (3 if args.smoke else len(task_order()))
     out_dir = args.out_dir or (tempfile.mkdtemp(prefix="mu2net-seq-out-") if args.smoke
                                else RESULTS_DIR)
-    args.report_html = "" if args.smoke else os.path.join(out_dir, "task_sequence_report",
-                                                          "report.html")
+    if args.screenshot is None:
+        args.screenshot = "" if args.smoke else SCREENSHOT
+    args.work = args.work or tempfile.mkdtemp(prefix="mu2net-sequence-")
+    args.report_html = os.path.join(args.work, "report", "report.html")
     os.makedirs(out_dir, exist_ok=True)
     data = run(args)
+    write(os.path.join(out_dir, "task_sequence.json"), json.dumps(data, indent=1) + "\n")
+    plot(data, os.path.join(out_dir, "task_sequence.png"))
     shot = ""
-    if data.get("report"):
-        screenshot(args.report_html, SCREENSHOT)
-        shot = os.path.relpath(SCREENSHOT, out_dir)
-        shutil.rmtree(os.path.dirname(args.report_html))
-        data.pop("report")
+    if args.screenshot:
+        screenshot(args.report_html, args.screenshot)
+        shot = os.path.relpath(args.screenshot, out_dir)
     if not args.keep:
         shutil.rmtree(data["work"], ignore_errors=True)
-    plot(data, os.path.join(out_dir, "task_sequence.png"))
     write(os.path.join(out_dir, "task_sequence.md"), report(data, "task_sequence.png", shot))
-    write(os.path.join(out_dir, "task_sequence.json"), json.dumps(data, indent=1) + "\n")
     changed = sum(r["changed"] for r in data["check"].values())
     differ = sum(not r["bit_identical"] for r in data["check"].values())
     if changed or differ:
