@@ -292,9 +292,10 @@ def test_task_sequence_smoke(tmp_path):
     assert [row["#"] for row in per_task] == ["1", "2", "3"]
     assert [row["version"] for row in per_task] == ["1", "2", "3"]
     for row in per_task:
-        for key in ("train s", "overhead s", "total s", "system params", "separate params",
-                    "ratio", "new params"):
+        for key in ("train s", "overhead s", "CPU s", "system params", "separate params",
+                    "ratio", "new params", "layers", "size"):
             positive(number(row[key]))
+        assert number(row["load"]) >= 0
         assert number(row["ratio"]) == pytest.approx(
             number(row["system params"]) / number(row["separate params"]), abs=0.006)
         assert 0 <= number(row["test acc"]) <= 1
