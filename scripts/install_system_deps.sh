@@ -9,7 +9,8 @@
 # data/debroot/.unpacked/<package> exists (written only after a complete unpack), so the script
 # is idempotent and safe to rerun after a failure.
 #
-# Chromium (headless, for the report's browser test, tests/test_report.py) is installed only as
+# Chromium (headless, for the report's browser test, tests/test_report.py, and the report
+# screenshot of benchmarks/task_sequence.py) is installed only as
 # root with apt-get: its .deb needs its dependencies installed, not unpacked. Without it that
 # test skips and says why.
 set -euo pipefail
