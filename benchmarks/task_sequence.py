@@ -4,7 +4,7 @@ index (training and the steps' overhead apart), the system's parameters against 
 fine-tuned models, and the test accuracy; at the end every task's test predictions are
 recomputed from the final version and must be bit-identical to those at its own commit.
 
-Run: python benchmarks/task_sequence.py            # 33 tasks, testing config (~12 min, 2 cores)
+Run: python benchmarks/task_sequence.py            # 33 tasks, testing config (~5 min of CPU)
      python benchmarks/task_sequence.py --smoke    # 3 tasks, random root, into a temp folder
 
 Tasks are derived from the real data the project ships (`TASKS`, each with how it is derived):
@@ -472,7 +472,7 @@ def report(data: dict, png: str, shot: str) -> str:
              f"`{data['config']}` (ViT 16x16, patch 4, width {data['hidden']}, 2 blocks: "
              f"{data['root_params']:,} parameters; 2 generations x 2 children of 2 x 128 "
              "examples per task): the smallest config that keeps every mechanism, so the "
-             "whole sequence fits ~12 minutes of this shared 2-core machine. Root: "
+             "whole sequence takes about 5 minutes of CPU time on 2 cores. Root: "
              f"{data['root']}; built in {data['root_seconds']:.0f} s. Whole run "
              f"{data['total_seconds'] / 60:.1f} min.", "",
              "## Changed predictions", "",
