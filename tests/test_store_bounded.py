@@ -116,6 +116,11 @@ def test_gc_and_bounded_check_read_no_index_outside_the_window(store_uri, tmp_pa
     check_store(at(store_uri, t + 5, Recording), retention_s=WINDOW_S)
     assert "versions/" not in Recording.listed and "paths/" not in Recording.listed
     assert set(Recording.indices) <= {version_key(2), version_key(3)}
+    Recording.listed, Recording.indices = [], []
+    plan = repair_store(at(store_uri, t + 5, Recording), retention_s=WINDOW_S)
+    assert plan.check is not None and plan.check.covered == [2, 3]
+    assert "versions/" not in Recording.listed
+    assert set(Recording.indices) <= {version_key(2), version_key(3)}
     # apply, then again: the second collection finds nothing (safe to retry)
     Recording.listed = []
     assert at(store_uri, t + 5, Recording).gc(retention_s=WINDOW_S, dry_run=False) == planned
@@ -166,3 +171,31 @@ def test_store_cli_check_says_what_it_covered_and_all_audits_everything(tmp_path
     assert "covered: every index present (--all)" in capsys.readouterr().out
     assert main(["store", "repair", "--all", "--store", uri]) == 1  # an index is history
     assert "cannot repair" in capsys.readouterr().out
+
+
+class FailsAfterOneDelete(Delegate):
+    deletes = 0
+
+    def delete(self, key: str) -> None:
+        FailsAfterOneDelete.deletes += 1
+        if FailsAfterOneDelete.deletes > 1:
+            raise ConnectionError("the collection's pod was killed")
+        super().delete(key)
+
+
+def test_gc_killed_while_deleting_is_finished_by_the_next_gc(store_uri, tmp_path) -> None:
+    """Not new behaviour (a pin): a collection killed between deletes leaves a store that
+    checks OK, and the next one deletes the rest; nothing the window references is lost."""
+    _, a1, a2, b1, t = four_versions(store_uri, str(tmp_path))
+    planned = at(store_uri, t + 5).gc(retention_s=WINDOW_S)
+    assert len(planned) == 2
+    FailsAfterOneDelete.deletes = 0
+    with pytest.raises(ConnectionError):
+        at(store_uri, t + 5, FailsAfterOneDelete).gc(retention_s=WINDOW_S, dry_run=False)
+    assert check_store(at(store_uri, t + 5), retention_s=WINDOW_S).ok
+    assert len(at(store_uri, t + 5).gc(retention_s=WINDOW_S, dry_run=False)) == 1
+    assert at(store_uri, t + 5).gc(retention_s=WINDOW_S, dry_run=False) == []
+    fresh = make_store(store_uri)
+    for ext in (a2, b1):
+        assert all(fresh.has_blob(c.blob) for c in ext.path.components)
+    assert not any(fresh.has_blob(c.blob) for c in a1.path.components if c.name != "embedding")
