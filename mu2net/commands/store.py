@@ -47,7 +47,8 @@ def _emit(doc: Any, text: str, as_json: bool) -> None:
 def _cmd_check(args: argparse.Namespace) -> int:
     from mu2net.store.maintenance import check_store
 
-    report = check_store(open_existing_store(args.store), hash_blobs=not args.quick)
+    report = check_store(open_existing_store(args.store), hash_blobs=not args.quick,
+                         full=args.all, retention_s=_retention_s(args.retention_hours))
     _emit(report.to_dict(), report.text(), args.json)
     return 0 if report.ok else 1
 
@@ -57,7 +58,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 
     report = repair_store(open_existing_store(args.store), apply=args.apply,
                           retention_s=_retention_s(args.retention_hours),
-                          hash_blobs=not args.quick)
+                          hash_blobs=not args.quick, full=args.all)
     _emit(report.to_dict(), report.text(), args.json)
     return 1 if report.unrepairable else 0
 
@@ -137,6 +138,12 @@ def _retention_arg(p: argparse.ArgumentParser) -> None:
                         f"hours; longer than the longest run (default {DEFAULT_RETENTION_HOURS:g})")
 
 
+def _all_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all", action="store_true",
+                   help="audit every index of the history (reads them all: the incident tool); "
+                        "default: the head and the versions gc retains (--retention-hours)")
+
+
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add `store check|repair`, `rollback` and `gc` (`add` is the CLI's `add_parser`)."""
 
@@ -144,9 +151,12 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     actions = p.add_subparsers(dest="store_action", metavar="ACTION",
                                title="actions", description="check, repair or cat")
     p.set_defaults(func=help_command(p))
-    c = actions.add_parser("check", help="verify every index, path document, blob hash, "
-                                         "reference and the head; list orphans (exit 1 if damaged)")
+    c = actions.add_parser("check", help="verify the head and gc's retention window (--all: "
+                                         "every index), the paths and blobs they reference; "
+                                         "list orphans (exit 1 if damaged)")
     store_arg(c)
+    _retention_arg(c)
+    _all_arg(c)
     c.add_argument("--quick", action="store_true", help="check blobs exist without hashing them")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=_cmd_check)
@@ -154,6 +164,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
                                           "broken, collect orphans (dry run unless --apply)")
     store_arg(r)
     _retention_arg(r)
+    _all_arg(r)
     r.add_argument("--apply", action="store_true", help="make the changes (default: plan only)")
     r.add_argument("--quick", action="store_true", help="check blobs exist without hashing them")
     r.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -26,7 +26,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -69,6 +69,29 @@ def _lease_from_dict(d: Mapping[str, Any]) -> Lease:
                  acquired_at=float(d["acquired_at"]), expires_at=float(d["expires_at"]),
                  blobs=tuple(d["blobs"]))
 
+
+def referenced_paths(version: SystemVersion) -> set[str]:
+    """The path documents an index references: what gc keeps and `store check` walks."""
+    return {version.root, *version.tasks.values()}
+
+
+def retention_window(read: Callable[[int], SystemVersion | None], newest: int, *, now: float,
+                     retention_s: float, lease_floor: int | None
+                     ) -> Iterator[tuple[int, SystemVersion | None]]:
+    """The versions gc retains, newest first, as (number, index or None when unreadable): the
+    newest index, each version that was the head within `retention_s` (its successor was
+    committed since), and each from `lease_floor` (oldest active lease's base) on. An
+    unreadable index does not end the window. `store check` covers these by default."""
+    cutoff = now - retention_s
+    successor_committed = now
+    for number in range(newest, -1, -1):
+        if not (number == newest or successor_committed >= cutoff
+                or (lease_floor is not None and number >= lease_floor)):
+            return
+        version = read(number)
+        yield number, version
+        if version is not None:
+            successor_committed = epoch_of(version.provenance["committed_at"])
 
 
 class CollectionOps:
@@ -168,21 +191,20 @@ class CollectionOps:
         floor = min(floors) if floors else None
         path_hashes: set[str] = set()
         unreadable: list[str] = []
-        successor_committed = now
-        for number in range(newest, -1, -1):
-            if not (number == newest or successor_committed >= cutoff
-                    or (floor is not None and number >= floor)):
-                break
+
+        def read(number: int) -> SystemVersion | None:
             try:
-                version = self.read_version(number)
+                return self.read_version(number)
             except IntegrityError as exc:
                 unreadable.append(str(exc))
-                continue
             except StoreError:  # missing: a gap, which `store check` reports
-                continue
-            path_hashes.add(version.root)
-            path_hashes.update(version.tasks.values())
-            successor_committed = epoch_of(version.provenance["committed_at"])
+                pass
+            return None
+
+        for _, version in retention_window(read, newest, now=now, retention_s=retention_s,
+                                           lease_floor=floor):
+            if version is not None:
+                path_hashes |= referenced_paths(version)
         path_hashes |= self._aliased_paths(unreadable)  # any age: serving reads them
         referenced = self._blobs_of(path_hashes, unreadable)
 
@@ -249,18 +271,20 @@ class CollectionOps:
         return deleted
 
     def _newest_present(self) -> int | None:
-        """The newest index present: the probe from HEAD past gaps and, since a collection
-        lists the blobs anyway, a listing of `versions/` too, so no index past a wide gap or a
-        damaged HEAD escapes it."""
+        """The newest index present, found as writers number commits: `_probe` past gaps from
+        the index HEAD names, no listing (the same cost at 10 and 10,000 versions). Only when
+        HEAD is missing, damaged or names no index is `versions/` listed, so that no index
+        past a wide gap escapes a collection."""
         pointer: int | None
         try:
             pointer = self._read_pointer()[0]
-        except IntegrityError:  # a damaged HEAD: probe from version 0
+        except IntegrityError:  # a damaged HEAD
             pointer = None
+        if pointer is not None and self.backend.exists(version_key(pointer)):
+            return self._probe(pointer, past_gaps=True)
         numbers = [int(m.group(1)) for m in map(_VERSION_KEY_RE.match,
                                                 self.backend.list("versions/")) if m]
-        probed = self._probe(pointer, past_gaps=True)
-        return max([n for n in (probed, *numbers) if n is not None], default=None)
+        return self._probe(max(numbers), past_gaps=True) if numbers else None
 
     def _aliased_paths(self, unreadable: list[str]) -> set[str]:
         """The paths the task aliases name; a damaged alias goes to `unreadable` (gc then
@@ -295,8 +319,7 @@ class CollectionOps:
             except StoreError as exc:
                 unreadable.append(str(exc))
                 continue
-            hashes.add(version.root)
-            hashes.update(version.tasks.values())
+            hashes |= referenced_paths(version)
         return self._blobs_of(hashes, unreadable)
 
     def restore_collected(self, blob_files: Mapping[str, str]) -> None:

@@ -1,9 +1,12 @@
 """Checking and repairing a store: what `mu2net store check` and `mu2net store repair` run.
 
 `check_store` reads every object straight from the backend (never the local cache, which could
-hide a damaged store) and verifies every index, path document and blob hash, every reference,
-and the head pointer. Old versions whose blobs garbage collection removed on purpose are told
-apart from damage: only missing data that a retained version needs is a problem.
+hide a damaged store) and verifies the indices it covers, every path document and blob hash
+they reference, and the head pointer. By default it covers the versions gc retains (the head
+and the retention window: `mu2net.store.check_scope`), so its cost is bounded by the window,
+not the history; `full` (`store check --all`, the incident tool) covers every index.
+Old versions whose blobs garbage collection removed on purpose are told apart from damage:
+only missing data that a retained version needs is a problem.
 
 Every document is read through its schema (`mu2net.store.documents`); one that fails, a local
 file edited by hand (no object header) or a symbolic link out of the store is a problem naming
@@ -38,17 +41,13 @@ from typing import Any
 
 from mu2net.errors import IntegrityError, StoreError
 from mu2net.schema import Path, SystemVersion, sha256_hex
+from mu2net.store.check_scope import fetch, info_listing, listing, scan_all, scan_window
+from mu2net.store.collect import referenced_paths
 from mu2net.store.documents import parse_document
-from mu2net.store.layout import (
-    GC_KEY,
-    HEAD_KEY,
-    blob_key,
-    path_key,
-    version_key,
-)
+from mu2net.store.layout import GC_KEY, HEAD_KEY, blob_key, path_key
 from mu2net.store.versioned import VersionedStore
 
-_VERSION_KEY_RE = re.compile(r"^versions/(\d{12})\.json$")
+DEFAULT_RETENTION_S = 7 * 86400.0  # gc's default window, which a default check covers
 _HASH_KEY_RE = re.compile(r"^(?:blobs/|paths/)([0-9a-f]{64})(?:\.json)?$")
 # Small documents checked against their schema: listing prefix -> document kind.
 _DOCUMENTS = {"leases/": "lease", "queue/": "queue_entry", "tasks/": "task_record"}
@@ -60,6 +59,9 @@ class CheckReport:
     expected states (old versions collected by gc, orphans waiting for gc)."""
 
     uri: str
+    full: bool = True  # every index (`--all`), or only the versions gc retains (`covered`)
+    covered: list[int] = field(default_factory=list)  # [oldest, newest] version checked
+    retention_s: float = DEFAULT_RETENTION_S
     head_pointer: int | None = None
     head: int | None = None  # the newest index present that reads
     newest: int | None = None  # the newest index present, readable or not
@@ -83,14 +85,26 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.problems
 
+    def coverage(self) -> str:
+        """Which versions this check verified, with what they reference."""
+        if self.full:
+            return "every index present (--all), every path and blob they reference"
+        if not self.covered:
+            return "no version (none found)"
+        low, high = self.covered
+        return (f"versions {low}..{high} (the head and gc's retention window of "
+                f"{self.retention_s / 3600:g} h) and the paths and blobs they reference; older "
+                "versions and unreferenced blobs' bytes not audited (--all does)")
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "ok": self.ok, "coverage": self.coverage()}
 
     def text(self) -> str:
         lines = [f"store {self.uri}: {'OK' if self.ok else 'DAMAGED'}",
                  f"  head pointer {self.head_pointer}, newest index {self.newest} (newest "
                  f"readable {self.head}); {self.versions} versions, {self.paths} path "
                  f"documents, {self.blobs} blobs ({self.bytes_verified:,} bytes hashed)",
+                 f"  covered: {self.coverage()}",
                  f"  orphans: {len(self.orphan_blobs)} blobs, {len(self.orphan_paths)} path "
                  f"documents; {len(self.temp_files)} temporary files"]
         lines += [f"  problem: {p}" for p in self.problems]
@@ -100,77 +114,8 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _fetch(store: VersionedStore, key: str) -> tuple[bytes | None, str]:
-    """(bytes or None when missing, "" or why the object cannot be read at all)."""
-    try:
-        got = store.backend.read(key)
-    except StoreError as exc:  # a local file edited by hand, a link out of the store
-        return None, str(exc)
-    return (None, "") if got is None else (got[0], "")
-
-
-def _listing(store: VersionedStore, prefix: str, report: CheckReport) -> list[str]:
-    try:
-        return list(store.backend.list(prefix))
-    except StoreError as exc:
-        report.problems.append(f"{prefix} cannot be listed: {exc}")
-        return []
-
-
-def _scan_versions(store: VersionedStore, report: CheckReport) -> dict[int, SystemVersion]:
-    numbers: list[int] = []
-    damaged: dict[int, str] = {}
-    for key in _listing(store, "versions/", report):
-        match = _VERSION_KEY_RE.match(key)
-        if match is None:
-            report.problems.append(f"unexpected object {key} under versions/")
-            continue
-        numbers.append(int(match.group(1)))
-    versions: dict[int, SystemVersion] = {}
-    for number in sorted(numbers):
-        data, error = _fetch(store, version_key(number))
-        if data is None:
-            if error:
-                report.problems.append(error)
-                damaged[number] = error
-            continue  # deleted while listing
-        try:
-            version = parse_document("index", data, version_key(number))
-        except IntegrityError as exc:
-            report.problems.append(str(exc))
-            damaged[number] = str(exc)
-            continue
-        if version.number != number:
-            damaged[number] = f"index {version_key(number)} holds version {version.number}"
-            report.problems.append(damaged[number])
-            continue
-        if number > 0 and version.parent != number - 1:
-            report.problems.append(f"version {number} names parent {version.parent}, not "
-                                   f"{number - 1}")
-        versions[number] = version
-    report.versions = len(versions)
-    report.damaged_indices = {n: reason for n, reason in damaged.items()}
-    present = set(versions) | set(damaged)
-    report.newest = max(present) if present else None
-    report.head = max(versions) if versions else None
-    if report.newest is not None:
-        report.gaps = sorted(set(range(report.newest + 1)) - present)
-    if report.gaps:
-        shown = ", ".join(version_key(n) for n in report.gaps[:5])
-        report.problems.append(
-            f"versions {report.gaps[:20]}{' ...' if len(report.gaps) > 20 else ''} are missing "
-            f"below version {report.newest} (a gap): a lost index cannot be rebuilt and history "
-            f"stops there; restore {shown} from a backup. The head and new commits (numbered "
-            f"after {report.newest}) are unaffected")
-    if report.newest is not None and report.newest != report.head:
-        report.problems.append(f"the newest index, version {report.newest}, cannot be read: "
-                               "no commit can be made on it until repair publishes a version "
-                               f"repeating version {report.head}")
-    return versions
-
-
 def _check_head(store: VersionedStore, report: CheckReport) -> None:
-    data, error = _fetch(store, HEAD_KEY)
+    data, error = fetch(store, HEAD_KEY)
     if data is None:
         if error:
             report.problems.append(f"HEAD cannot be read: {error}")
@@ -212,7 +157,7 @@ def _verified(store: VersionedStore, key: str, content_hash: str, report: CheckR
         except StoreError as exc:
             report.problems.append(str(exc))
             return False
-    data, error = _fetch(store, key)
+    data, error = fetch(store, key)
     if error:
         report.problems.append(error)
         return False
@@ -226,13 +171,46 @@ def _verified(store: VersionedStore, key: str, content_hash: str, report: CheckR
     return data
 
 
-def check_store(store: VersionedStore, *, hash_blobs: bool = True) -> CheckReport:
-    """Verify the whole store from the backend. `hash_blobs=False` only checks that blobs
-    exist (a quick check of a large store)."""
-    report = CheckReport(uri=store.uri)
-    versions = _scan_versions(store, report)
+def check_store(store: VersionedStore, *, hash_blobs: bool = True, full: bool = False,
+                retention_s: float = DEFAULT_RETENTION_S) -> CheckReport:
+    """Verify the store from the backend: by default the versions gc retains with
+    `retention_s` (the head and its window, `check_scope.scan_window`: bounded by the window,
+    not the history) and everything they reference; with `full` (`--all`), every index.
+    `hash_blobs=False` only checks that blobs exist (a quick check of a large store)."""
+    report = CheckReport(uri=store.uri, full=full, retention_s=retention_s)
+    versions = scan_all(store, report) if full else scan_window(store, report, retention_s)
     _check_head(store, report)
     head = report.head
+    path_hashes, blob_hashes, broken_paths = _verify_reachable(store, versions, report,
+                                                                hash_blobs)
+    head_hashes = set()
+    if head is not None:
+        head_version = versions[head]
+        head_hashes = referenced_paths(head_version)
+        for task, path_hash in sorted(head_version.tasks.items()):
+            if path_hash in broken_paths:
+                report.broken_tasks[task] = broken_paths[path_hash]
+                report.problems.append(f"task {task!r} at the head (version {head}) cannot be "
+                                       f"loaded: {broken_paths[path_hash]}")
+        if head_version.root in broken_paths:
+            report.problems.append(f"the root path at the head cannot be loaded: "
+                                   f"{broken_paths[head_version.root]}")
+    old_broken = sorted({n for n, _, _ in _uses(versions, set(broken_paths) - head_hashes)})
+    if old_broken:
+        report.notes.append(f"{len(old_broken)} older versions cannot be fully loaded (their "
+                            f"blobs were collected by gc, or are damaged): {old_broken[:20]}")
+    _find_orphans(store, report, path_hashes, blob_hashes, hash_blobs, full)
+    _check_documents(store, report)
+    return report
+
+
+def _verify_reachable(store: VersionedStore, versions: Mapping[int, SystemVersion],
+                      report: CheckReport, hash_blobs: bool
+                      ) -> tuple[set[str], set[str], dict[str, str]]:
+    """Verify every object the checked `versions` reference, each once: path documents (hash,
+    schema, owning task), then their blobs (hash, or existence without `hash_blobs`). Every
+    object kind an index references is walked here. Returns (path hashes, blob hashes
+    referenced, path hash -> why it cannot be loaded)."""
     # hash -> the tasks that name it (not every (version, task) pair: at 10,000 versions of
     # 1,000 tasks that list alone held 10 million tuples); versions are walked again only
     # for the rare hash that is broken or named by the wrong task.
@@ -272,25 +250,7 @@ def check_store(store: VersionedStore, *, hash_blobs: bool = True) -> CheckRepor
             for path_hash in blob_users[blob_hash]:
                 broken_paths.setdefault(path_hash, f"blob {blob_hash} is "
                                         f"{'missing' if state is None else 'corrupt'}")
-    head_hashes = set()
-    if head is not None:
-        head_version = versions[head]
-        head_hashes = {head_version.root, *head_version.tasks.values()}
-        for task, path_hash in sorted(head_version.tasks.items()):
-            if path_hash in broken_paths:
-                report.broken_tasks[task] = broken_paths[path_hash]
-                report.problems.append(f"task {task!r} at the head (version {head}) cannot be "
-                                       f"loaded: {broken_paths[path_hash]}")
-        if head_version.root in broken_paths:
-            report.problems.append(f"the root path at the head cannot be loaded: "
-                                   f"{broken_paths[head_version.root]}")
-    old_broken = sorted({n for n, _, _ in _uses(versions, set(broken_paths) - head_hashes)})
-    if old_broken:
-        report.notes.append(f"{len(old_broken)} older versions cannot be fully loaded (their "
-                            f"blobs were collected by gc, or are damaged): {old_broken[:20]}")
-    _find_orphans(store, report, set(path_users), set(blob_users), hash_blobs)
-    _check_documents(store, report)
-    return report
+    return set(path_users), set(blob_users), broken_paths
 
 
 def _uses(versions: Mapping[int, SystemVersion], hashes: set[str]
@@ -307,15 +267,23 @@ def _uses(versions: Mapping[int, SystemVersion], hashes: set[str]
 
 
 def _find_orphans(store: VersionedStore, report: CheckReport, paths: set[str],
-                  blobs: set[str], hash_blobs: bool) -> None:
-    for prefix, referenced, out in (("blobs/", blobs, report.orphan_blobs),
-                                    ("paths/", paths, report.orphan_paths)):
-        for key in _listing(store, prefix, report):
+                  blobs: set[str], hash_blobs: bool, full: bool) -> None:
+    """Blobs (with `full`, path documents too) that nothing checked references. They are
+    hashed for junk (bytes that are not their name's hash block storing the real blob): with
+    `full` all of them; by default those written within the retention window, as the next
+    gc deletes the older ones. `paths/` (kept for history) is listed only with `full`."""
+    young = float("-inf") if full else store.clock() - report.retention_s
+    listed = [("blobs/", blobs, report.orphan_blobs)]
+    listed += [("paths/", paths, report.orphan_paths)] if full else []
+    for prefix, referenced, out in listed:
+        for info in info_listing(store, prefix, report):
+            key = info.key
             match = _HASH_KEY_RE.match(key)
             if match is None:
                 report.problems.append(f"unexpected object {key} under {prefix}")
             elif match.group(1) not in referenced:
-                if hash_blobs and _is_junk(store, key, match.group(1)):
+                if (hash_blobs and info.updated >= young
+                        and _is_junk(store, key, match.group(1))):
                     report.junk_blobs.append(key)
                     report.problems.append(f"{key} does not hold the bytes its name is the hash "
                                            "of (junk, or damaged), and nothing references it")
@@ -323,20 +291,22 @@ def _find_orphans(store: VersionedStore, report: CheckReport, paths: set[str],
                     out.append(key)
     report.temp_files = store.backend.sweep_partial(time.time() + 1, dry_run=True)
     if report.orphan_blobs:
-        report.notes.append(f"{len(report.orphan_blobs)} blobs no version references (staged "
-                            "by running or dead runs; gc collects them past retention)")
+        report.notes.append(f"{len(report.orphan_blobs)} blobs no "
+                            f"{'version' if full else 'covered version'} references (staged by "
+                            "running or dead runs, or older versions'; gc collects them past "
+                            "retention)")
 
 
 def _is_junk(store: VersionedStore, key: str, content_hash: str) -> bool:
-    data, error = _fetch(store, key)
+    data, error = fetch(store, key)
     return bool(error) or (data is not None and sha256_hex(data) != content_hash)
 
 
 def _check_documents(store: VersionedStore, report: CheckReport) -> None:
     """Leases, queue entries, task records and the `GC` register against their schemas."""
     for prefix, kind in _DOCUMENTS.items():
-        for key in _listing(store, prefix, report):
-            data, error = _fetch(store, key)
+        for key in listing(store, prefix, report):
+            data, error = fetch(store, key)
             if data is not None:
                 try:
                     parse_document(kind, data, key)
@@ -345,7 +315,7 @@ def _check_documents(store: VersionedStore, report: CheckReport) -> None:
             if error:
                 report.damaged[key] = error
                 report.problems.append(error)
-    data, error = _fetch(store, GC_KEY)
+    data, error = fetch(store, GC_KEY)
     if data is not None:
         try:
             parse_document("gc_registry", data, GC_KEY)

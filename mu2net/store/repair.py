@@ -114,9 +114,10 @@ def _documents(store: VersionedStore, check: CheckReport, report: RepairReport,
 
 
 def repair_store(store: VersionedStore, *, apply: bool = False, retention_s: float = 7 * 86400,
-                 hash_blobs: bool = True) -> RepairReport:
-    """Plan (or, with `apply`, make) the repairs `check_store` shows are possible."""
-    check = check_store(store, hash_blobs=hash_blobs)
+                 hash_blobs: bool = True, full: bool = False) -> RepairReport:
+    """Plan (or, with `apply`, make) the repairs `check_store` shows are possible: by default
+    from a check of the versions gc retains with `retention_s`; `full`: of every index."""
+    check = check_store(store, hash_blobs=hash_blobs, full=full, retention_s=retention_s)
     report = RepairReport(uri=store.uri, applied=apply, check=check)
     _documents(store, check, report, apply)
     if check.newest is None:
