@@ -321,7 +321,8 @@ def plot(data: dict[str, Any], path: str) -> None:
             axes[0].plot(*zip(*curve), color=COLORS[fam], alpha=0.6)
     edge = front([(summ[m]["params"], statistics.fmean(summ[m]["acc"]) * 100, m)
                   for m in methods])
-    xs, ys = [p[0] for p in edge], [p[1] for p in edge]
+    right = max(summ[m]["params"] for m in methods)  # the front holds on to the largest
+    xs, ys = [p[0] for p in edge] + [right], [p[1] for p in edge] + [edge[-1][1]]
     axes[0].step(xs, ys, where="post", color="black", linestyle="--", alpha=0.5,
                  label="front (all methods)")
     for ax in axes:
