@@ -156,11 +156,16 @@ def train_network(prep: Prepared, config, hparams: dict[str, Any],
                           patience=patience)
     set_params(model, outcome.params)
     test = eval_accuracy(model, *prep.test, prep.size)
-    return {"lr": lr, "validation_accuracy": outcome.quality, "test_accuracy": test,
-            "examples": outcome.examples, "validations": len(outcome.curve),
-            "best_validation": int(np.argmax(outcome.curve)) + 1,
-            "stopped_early": stopped_early(outcome.curve, patience),
-            "max_epochs": budget.validations, "seconds": time.perf_counter() - start}
+    out = {"lr": lr, "validation_accuracy": outcome.quality, "test_accuracy": test,
+           "examples": outcome.examples, "validations": len(outcome.curve),
+           "best_validation": int(np.argmax(outcome.curve)) + 1,
+           "stopped_early": stopped_early(outcome.curve, patience),
+           "max_epochs": budget.validations, "seconds": time.perf_counter() - start}
+    print(f"    {prep.name} {len(trainable)} trainable components, lr {lr}: best epoch "
+          f"{out['best_validation']} of {out['validations']} (cap {budget.validations}"
+          f"{', early stop' if out['stopped_early'] else ''}), val {outcome.quality:.4f}, "
+          f"test {test:.4f}, {out['seconds']:.0f} s", flush=True)
+    return out
 
 
 def root_weights(params, prep: Prepared, config, seed: int) -> dict[str, dict[str, np.ndarray]]:
