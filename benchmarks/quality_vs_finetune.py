@@ -230,7 +230,7 @@ def run(args: argparse.Namespace, workdir: str,
             "ft_lrs", "probe_lrs", "scratch_lrs", "pm_lrs", "ft_epoch_examples",
             "ft_max_epochs", "probe_max_epochs", "scratch_max_epochs", "ft_patience",
             "ft_augment", "logreg_cs", "logreg_max_iter", "topk_blocks", "adapter_dims",
-            "baselines")},
+            "baselines", "ft_schedule", "ft_decays")},
         "tasks": list(tasks), "seeds": [], "root": root_info, "rows": rows,
         "systems": {}, "method_seconds": wall}
 
@@ -334,6 +334,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--ft-augment", action=argparse.BooleanOptionalAction, default=True,
         help="train the baselines with the root path's ds_* (augmentation) hparams, the "
              "config's defaults, as the search's children of the root do (default: on)")
+    add("--ft-schedule", choices=("plateau", "cosine"), default="plateau",
+        help="learning rate of fine-tuning (whole model, top-k, adapters): plateau (warmup "
+             "over one epoch, divided by 10 on each plateau of --ft-patience epochs, "
+             "--ft-decays times, stopped on the next: quality/plateau.py), or cosine (the "
+             "library's warmup + cosine over the --ft-max-epochs cap, stopped after "
+             "--ft-patience epochs without a better validation accuracy)")
+    add("--ft-decays", type=int, default=2,
+        help="plateau schedule: lr divisions by 10 before the plateau that stops the run")
     add("--pm-lrs", nargs="+", type=float, default=None,
         help="lr sweep of the parameter-matched baselines (top-k, adapters; default --ft-lrs)")
     add("--topk-blocks", nargs="+", type=int, default=None,

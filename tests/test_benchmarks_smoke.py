@@ -94,7 +94,7 @@ def test_quality_vs_finetune_smoke(tmp_path):
             for lr, sweep_run in r["sweep"].items():
                 best, epochs = sweep_run["best_epoch"], sweep_run["epochs"]
                 assert 1 <= best <= epochs <= cap, (r["method"], lr, sweep_run)
-                assert sweep_run["stopped_early"] == (epochs - best >= patience)
+                assert not sweep_run["stopped_early"] or epochs - best >= patience
     by_key = {(r["method"], r["seed"], r["task"]): r for r in data["rows"]}
     for (method, seed, task), r in by_key.items():
         mu, ft = by_key[("mu2net", seed, task)], by_key[("finetune", seed, task)]

@@ -136,12 +136,16 @@ def sweep(train_one: Callable[[float], dict[str, Any]], lrs: list[float]) -> dic
 
 def train_network(prep: Prepared, config, hparams: dict[str, Any],
                   weights: dict[str, dict[str, np.ndarray]], trainable: list[str], *,
-                  lr: float, budget, patience: int | None, data_seed: int) -> dict[str, Any]:
+                  lr: float, budget, patience: int | None, data_seed: int,
+                  decays: int | None = None) -> dict[str, Any]:
     """The `trainable` components of a model built from `weights` trained, the others frozen;
-    best validation checkpoint tested."""
+    best validation checkpoint tested. `decays` (with a patience): the plateau schedule of
+    `quality.plateau` (the lr divided by 10 on each of `decays` plateaus, stopped on the
+    next), else the library's warmup + cosine over the budget."""
     from mu2net.model import build_model
     from mu2net.tasks.preprocess import make_dataset
     from mu2net.training import make_optimizer, set_params, train_model
+    from quality.plateau import train_plateau
 
     start = time.perf_counter()
     model = build_model(config.architecture, hparams, weights, trainable=trainable)
@@ -150,21 +154,30 @@ def train_network(prep: Prepared, config, hparams: dict[str, Any],
                             repeat=True)
     val_ds = make_dataset(*prep.validation, image_size=prep.size, batch_size=prep.batch,
                           training=False, seed=0)
-    optimizer = make_optimizer({**hparams, "opt_lr": lr}, budget.total_steps, config)
-    outcome = train_model(model, train_ds, val_ds, budget=budget, optimizer=optimizer,
-                          trainable=trainable, score_fn=lambda q: q, best_start=-math.inf,
-                          patience=patience)
-    set_params(model, outcome.params)
+    if decays is not None and patience is not None:
+        done = train_plateau(model, train_ds, val_ds, hparams=hparams, lr=lr, budget=budget,
+                             trainable=trainable, patience=patience, decays=decays,
+                             config=config)
+        curve, early, extra = done["curve"], done["stopped_early"], {
+            "decayed_at": done["decayed_at"]}
+    else:
+        optimizer = make_optimizer({**hparams, "opt_lr": lr}, budget.total_steps, config)
+        outcome = train_model(model, train_ds, val_ds, budget=budget, optimizer=optimizer,
+                              trainable=trainable, score_fn=lambda q: q, best_start=-math.inf,
+                              patience=patience)
+        set_params(model, outcome.params)
+        curve, early, extra = outcome.curve, stopped_early(outcome.curve, patience), {}
     test = eval_accuracy(model, *prep.test, prep.size)
-    out = {"lr": lr, "validation_accuracy": outcome.quality, "test_accuracy": test,
-           "examples": outcome.examples, "validations": len(outcome.curve),
-           "best_validation": int(np.argmax(outcome.curve)) + 1,
-           "stopped_early": stopped_early(outcome.curve, patience),
-           "max_epochs": budget.validations, "seconds": time.perf_counter() - start}
+    out = {"lr": lr, "validation_accuracy": max(curve), "test_accuracy": test,
+           "examples": len(curve) * budget.steps_per_validation * budget.batch_size,
+           "validations": len(curve), "best_validation": int(np.argmax(curve)) + 1,
+           "stopped_early": early, "max_epochs": budget.validations, **extra,
+           "seconds": time.perf_counter() - start}
     print(f"    {prep.name} {len(trainable)} trainable components, lr {lr}: best epoch "
           f"{out['best_validation']} of {out['validations']} (cap {budget.validations}"
-          f"{', early stop' if out['stopped_early'] else ''}), val {outcome.quality:.4f}, "
-          f"test {test:.4f}, {out['seconds']:.0f} s", flush=True)
+          f"{', early stop' if early else ''}{', lr /10 after ' if extra.get('decayed_at') else ''}"
+          f"{extra.get('decayed_at') or ''}), val {max(curve):.4f}, test {test:.4f}, "
+          f"{out['seconds']:.0f} s", flush=True)
     return out
 
 
@@ -184,6 +197,11 @@ def _data_seed(seed: int, prep: Prepared) -> int:
     from mu2net.search_state import derive_seed
 
     return derive_seed(seed, prep.name, "finetune", "data")  # every fine-tuning variant: paired
+
+
+def _decays(args) -> int | None:
+    """The plateau schedule's lr divisions (`--ft-schedule plateau`), None for the cosine."""
+    return args.ft_decays if getattr(args, "ft_schedule", "cosine") == "plateau" else None
 
 
 def _sizes(config, hparams: dict[str, Any], own: list[str]) -> dict[str, int]:
@@ -208,8 +226,8 @@ def finetune(params, prep: Prepared, config, args, seed: int) -> dict[str, Any]:
     names = component_names(prep.hparams)
     return {**sweep(lambda lr: train_network(
         prep, config, prep.hparams, root_weights(params, prep, config, seed), names, lr=lr,
-        budget=budget, patience=args.ft_patience, data_seed=_data_seed(seed, prep)),
-        args.ft_lrs), **_sizes(config, prep.hparams, names)}
+        budget=budget, patience=args.ft_patience, data_seed=_data_seed(seed, prep),
+        decays=_decays(args)), args.ft_lrs), **_sizes(config, prep.hparams, names)}
 
 
 def finetune_matched(params, prep: Prepared, config, args, seed: int, lr: float,
@@ -250,8 +268,9 @@ def top_blocks(params, prep: Prepared, config, args, seed: int, k: int) -> dict[
     budget = epoch_budget(prep, args.ft_epoch_examples, args.ft_max_epochs)
     return {**sweep(lambda lr: train_network(
         prep, config, prep.hparams, root_weights(params, prep, config, seed), own, lr=lr,
-        budget=budget, patience=args.ft_patience, data_seed=_data_seed(seed, prep)),
-        args.pm_lrs or args.ft_lrs), "blocks": k, **_sizes(config, prep.hparams, own)}
+        budget=budget, patience=args.ft_patience, data_seed=_data_seed(seed, prep),
+        decays=_decays(args)), args.pm_lrs or args.ft_lrs),
+        "blocks": k, **_sizes(config, prep.hparams, own)}
 
 
 def adapters(params, prep: Prepared, config, args, seed: int, dim: int) -> dict[str, Any]:
@@ -275,7 +294,7 @@ def adapters(params, prep: Prepared, config, args, seed: int, dim: int) -> dict[
     budget = epoch_budget(prep, args.ft_epoch_examples, args.ft_max_epochs)
     return {**sweep(lambda lr: train_network(
         prep, config, hparams, weights(), own, lr=lr, budget=budget, patience=args.ft_patience,
-        data_seed=_data_seed(seed, prep)), args.pm_lrs or args.ft_lrs),
+        data_seed=_data_seed(seed, prep), decays=_decays(args)), args.pm_lrs or args.ft_lrs),
         "adapter_dim": int(dim), **_sizes(config, hparams, own)}
 
 

@@ -63,6 +63,11 @@ def _intro(data: dict[str, Any]) -> list[str]:
     epoch = (f"{base['ft_epoch_examples']:,} examples" if base["ft_epoch_examples"]
              else "one pass over the train split")
     pm_lrs = base.get("pm_lrs") or base["ft_lrs"]
+    schedule = (f"Fine-tuning (whole model, top-k blocks, adapters) warms the lr up over one "
+                f"epoch, divides it by 10 after each plateau of {base['ft_patience']} epochs "
+                f"without a better validation accuracy ({base.get('ft_decays')} times) and "
+                f"stops on the next plateau, within {base['ft_max_epochs']} epochs; "
+                if base.get("ft_schedule") == "plateau" else "")
     return [
         f"Config `{data['config']}`{changed} (method version `{data['method_version']}`: "
         f"{data['cycles']} search cycle(s) per task, each {search['children_per_generation']} "
@@ -70,8 +75,9 @@ def _intro(data: dict[str, Any]) -> list[str]:
         f"{search['validations_per_child']} x <= {search['examples_between_validations']:,} "
         f"examples); tasks {', '.join(f'`{t}`' for t in tasks)} onboarded in this order; seeds "
         f"{seeds} (paired: one seed seeds every method). Root: {root_text}; shared by all "
-        f"methods and seeds, its cost charged to none. Fine-tuning (whole model, top-k blocks, "
-        f"adapters), scratch and probe validate every epoch ({epoch}) and stop after "
+        f"methods and seeds, its cost charged to none. {schedule}Fine-tuning (whole model, "
+        f"top-k blocks, adapters), scratch and probe validate every epoch ({epoch}) and "
+        f"otherwise (warmup + cosine over the cap) stop after "
         f"{base['ft_patience']} epochs without a better validation accuracy (at most "
         f"{base['ft_max_epochs']} / {base['scratch_max_epochs']} / {base['probe_max_epochs']} "
         f"epochs), keep the best validation checkpoint, and sweep the learning rate "
