@@ -6,10 +6,12 @@ cosine over the whole budget, global-norm clip 1, best validation checkpoint on 
 fixed validation subset), its input pipeline and batch size, and the root path's data
 hyperparameters.
 
-* finetune: every component of the root with a new head, one validation per epoch, early
-  stopping (`patience`) within a cap meant never to be reached, best-validation checkpoint, and
-  a learning-rate sweep picked by validation accuracy. Each run records its best epoch and
-  whether it stopped early (a run at the cap has not converged);
+* finetune: every component of the root with a new head, one validation per epoch, trained
+  to convergence (by default `quality.plateau`'s schedule: the lr divided by 10 on each
+  plateau of `patience` epochs, the run stopped on the last one; else the library's cosine
+  over the cap and early stopping) within a cap meant never to be reached, best-validation
+  checkpoint, and a learning-rate sweep picked by validation accuracy. Each run records its
+  best epoch and whether early stopping ended it (a run at the cap has not converged);
 * finetune_equal: the same sweep, but the whole sweep together trains on the examples the
   search spent on the task (each lr gets an equal share, no early stop): equal compute, the
   sweep included;
