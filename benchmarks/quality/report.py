@@ -66,7 +66,7 @@ def _intro(data: dict[str, Any]) -> list[str]:
     schedule = (f"Fine-tuning (whole model, top-k blocks, adapters) warms the lr up over one "
                 f"epoch, divides it by 10 after each plateau of {base['ft_patience']} epochs "
                 f"without a better validation accuracy ({base.get('ft_decays')} times) and "
-                f"stops on the next plateau, within {base['ft_max_epochs']} epochs; "
+                f"stops on the next plateau (`quality/plateau.py`). "
                 if base.get("ft_schedule") == "plateau" else "")
     return [
         f"Config `{data['config']}`{changed} (method version `{data['method_version']}`: "
@@ -76,9 +76,10 @@ def _intro(data: dict[str, Any]) -> list[str]:
         f"examples); tasks {', '.join(f'`{t}`' for t in tasks)} onboarded in this order; seeds "
         f"{seeds} (paired: one seed seeds every method). Root: {root_text}; shared by all "
         f"methods and seeds, its cost charged to none. {schedule}Fine-tuning (whole model, "
-        f"top-k blocks, adapters), scratch and probe validate every epoch ({epoch}) and "
-        f"otherwise (warmup + cosine over the cap) stop after "
-        f"{base['ft_patience']} epochs without a better validation accuracy (at most "
+        f"top-k blocks, adapters), scratch and probe validate every epoch ({epoch}); "
+        f"{'scratch and probe' if schedule else 'they'} train with warmup + cosine over the "
+        f"cap and stop after {base['ft_patience']} epochs without a better validation "
+        f"accuracy (caps: fine-tuning / scratch / probe "
         f"{base['ft_max_epochs']} / {base['scratch_max_epochs']} / {base['probe_max_epochs']} "
         f"epochs), keep the best validation checkpoint, and sweep the learning rate "
         f"(fine-tuning {base['ft_lrs']}, top-k and adapters {pm_lrs}, scratch "
@@ -318,6 +319,9 @@ def plot(data: dict[str, Any], path: str) -> None:
             ax.errorbar([x], [mean * 100], yerr=None if math.isnan(half) else [half * 100],
                         fmt="s" if parameter_matched(method) else "o", color=color, capsize=4,
                         label=short(method))
+        if parameter_matched(method):  # one colour per family: name each point
+            axes[0].annotate(short(method), (s["params"], mean * 100), fontsize=7,
+                             xytext=(4, 4), textcoords="offset points", color=color)
         per_seed = [deployed_params(data, method, seed) for seed in data["seeds"]]
         axes[0].scatter(per_seed, [a * 100 for a in s["acc"]], s=10, color=color, alpha=0.4)
     for fam in ("topk", "adapters"):
