@@ -69,23 +69,35 @@ def test_quality_vs_finetune_smoke(tmp_path):
     run("quality_vs_finetune.py", "--smoke", "--out-dir", str(tmp_path))
     text = (tmp_path / "quality_vs_finetune.md").read_text()
     header_ok(text)
-    for row in ("| mu2Net+ (evolve) |", "| fine-tuning (converged, lr sweep) |",
-                "| fine-tuning (search's examples) |", "| linear probe |", "| from scratch |",
-                "| logistic regression (pixels) |", "| **mean** |", "## Done when",
-                "| cycle 1 | cycle 2 |", "## Time per method"):
+    names = {"mu2net": "mu2Net+ (evolve)", "finetune": "fine-tuning (converged, lr sweep)",
+             "finetune_equal": "fine-tuning (search's examples incl. its lr sweep)",
+             "finetune_matched": "fine-tuning (search's examples)",
+             "topk_1": "top 1 block(s) + head fine-tuned (rest frozen)",
+             "adapters_32": "residual adapters (dim 32) + head on the frozen root",
+             "probe": "linear probe", "scratch": "from scratch",
+             "logreg": "logistic regression (pixels)"}
+    for row in ("| **mean** |", "## Done when", "| cycle 1 | cycle 2 |", "## Time per method",
+                "## Parameter-matched baselines", "## Convergence"):
         assert row in text, row
-    assert text.count("PASS ") + text.count("FAIL ") == 7  # six checks and the verdict
+    assert text.count("PASS ") + text.count("FAIL ") == 9  # eight checks and the verdict
+    assert "ended by early stopping: early-stopped: FT " in text
+    assert "beats every parameter-matched baseline of equal or larger size: mu2Net+ " in text
     data = json.loads((tmp_path / "quality_vs_finetune.json").read_text())
     assert data["seeds"] == [0, 1] and data["cycles"] == 2 and "partial" not in data
-    methods = ("mu2net", "finetune", "finetune_matched", "probe", "scratch", "logreg")
     keys = {(r["method"], r["seed"], r["task"]) for r in data["rows"]}
-    assert keys == {(m, s, t) for m in methods for s in (0, 1) for t in data["tasks"]}
+    assert keys == {(m, s, t) for m in names for s in (0, 1) for t in data["tasks"]}
+    patience, cap = data["baselines"]["ft_patience"], data["baselines"]["ft_max_epochs"]
     for r in data["rows"]:
         assert 0.0 <= r["test_accuracy"] <= 1.0
         assert r["examples"] > 0 and r["flops"] > 0 and r["accounted_params"] > 0
+        if r["method"] in ("finetune", "topk_1", "adapters_32"):  # each run's convergence
+            for lr, sweep_run in r["sweep"].items():
+                best, epochs = sweep_run["best_epoch"], sweep_run["epochs"]
+                assert 1 <= best <= epochs <= cap, (r["method"], lr, sweep_run)
+                assert not sweep_run["stopped_early"] or epochs - best >= patience
     by_key = {(r["method"], r["seed"], r["task"]): r for r in data["rows"]}
     for (method, seed, task), r in by_key.items():
-        mu = by_key[("mu2net", seed, task)]
+        mu, ft = by_key[("mu2net", seed, task)], by_key[("finetune", seed, task)]
         if method == "mu2net":  # one record per cycle, cumulative cost
             assert [c["cycle"] for c in r["cycles"]] == [1, 2]
             assert r["cycles"][-1]["examples"] == r["examples"]
@@ -93,8 +105,75 @@ def test_quality_vs_finetune_smoke(tmp_path):
             assert r["cycles"][-1]["test_accuracy"] == r["test_accuracy"]
         elif method == "finetune_matched":  # the search's budget at fine-tuning's lr
             assert r["examples"] <= mu["examples"]
-            assert r["lr"] == by_key[("finetune", seed, task)]["lr"]
-    assert set(data["method_seconds"]) == set(methods)
+            assert r["lr"] == ft["lr"]
+        elif method == "finetune_equal":  # the search's budget, its sweep included
+            assert r["examples"] <= mu["examples"]
+            assert sum(v["examples"] for v in r["sweep"].values()) == r["examples"]
+        elif method == "topk_1":  # its top block, encoder_norm and head; the rest shared
+            assert r["blocks"] == 1
+            assert 0 < r["own_params"] < ft["own_params"] == r["params"]
+            assert r["shared_params"] + r["own_params"] == r["params"]
+        elif method == "adapters_32":  # adapters before both blocks + norm + head
+            assert r["adapter_dim"] == 32 and r["params"] > ft["params"]
+            assert r["shared_params"] == ft["params"] - ft["head_params"] - 2 * 16
+    # the tables' numbers parse: summary, parameter-matched and convergence
+    summary, *_ = (t for t in tables(text) if t and "mean test accuracy %" in t[0])
+    assert [row["method"] for row in summary] == list(names.values())
+    for row in summary:
+        assert 0 <= number(row["mean test accuracy %"].split("±")[0]) <= 100
+        positive(number(row["params of deployed set"]))
+        positive(number(row["training examples"]))
+    deployed = {row["method"]: number(row["params of deployed set"]) for row in summary}
+    assert deployed[names["probe"]] < deployed[names["adapters_32"]]
+    assert deployed[names["topk_1"]] <= deployed[names["finetune"]]  # equal for one task
+    for seed in (0, 1):  # frozen root components once, each task's own components
+        topk = [r for r in data["rows"] if r["method"] == "topk_1" and r["seed"] == seed]
+        assert data["tasks"] == ["digits"] and len(topk) == 1
+    (matched,) = (t for t in tables(text) if t and "x mu2Net+" in t[0])
+    assert [row["method"] for row in matched] == ["mu2Net+", "top-1 (matched)", "adapt-32"]
+    for row in matched:
+        params = positive(number(row["params of deployed set"]))
+        assert number(row["x mu2Net+"]) == pytest.approx(params / number(matched[0][
+            "params of deployed set"]), abs=0.01)
+        assert row["on the front"] in ("yes", "no")
+    (convergence,) = (t for t in tables(text) if t and "ended by early stopping" in t[0])
+    assert {row["method"] for row in convergence} == {"FT", "top-1", "adapt-32", "probe",
+                                                      "scratch"}
+    for row in convergence:
+        total = positive(number(row["runs"]))
+        assert number(row["ended by early stopping"]) + number(row["at the cap"]) == total
+    assert set(data["method_seconds"]) == set(names)
+    assert (tmp_path / "quality_vs_finetune.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_quality_vs_finetune_renders_a_json_before_the_baselines_split(tmp_path):
+    """`--render` of a run recorded before early stopping was recorded per run and before the
+    parameter-matched baselines: the cap decides (a run at the cap has not converged)."""
+    data = json.loads(open(os.path.join(REPO, "benchmarks", "results",
+                                        "quality_vs_finetune.json")).read())
+    rows = [r for r in data["rows"] if r["method"] != "finetune_matched"]
+    for r in rows:
+        for sweep_run in (r.get("sweep") or {}).values():
+            sweep_run.pop("best_epoch", None), sweep_run.pop("stopped_early", None)
+            if "epochs" in sweep_run:
+                sweep_run["epochs"] = min(sweep_run["epochs"], 24)  # below the cap of 25
+    data["baselines"]["ft_max_epochs"] = 25
+    data["method_seconds"].pop("finetune_matched")
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({**data, "rows": rows}))
+    run("quality_vs_finetune.py", "--render", str(old), "--out-dir", str(tmp_path))
+    text = (tmp_path / "quality_vs_finetune.md").read_text()
+    assert "PASS  every fine-tuning run (whole model, top-k, adapters; every lr) ended by " \
+           "early stopping" in text
+    assert "FAIL  mu2Net+ beats every parameter-matched baseline of equal or larger size: no " \
+           "parameter-matched baseline in this run" in text
+    assert "| FT matched |" not in text
+    finetune = next(r for r in rows if r["method"] == "finetune")
+    finetune["sweep"][next(iter(finetune["sweep"]))]["epochs"] = 25  # one run at the cap
+    old.write_text(json.dumps({**data, "rows": rows}))
+    run("quality_vs_finetune.py", "--render", str(old), "--out-dir", str(tmp_path))
+    text = (tmp_path / "quality_vs_finetune.md").read_text()
+    assert "FAIL  every fine-tuning run (whole model, top-k, adapters; every lr)" in text
     assert (tmp_path / "quality_vs_finetune.png").read_bytes()[:4] == b"\x89PNG"
 
 
