@@ -187,6 +187,14 @@ def check_path(doc: Any, where: str) -> Path:  # noqa: ARG001
     return Path.from_dict(_object(doc, "path"))
 
 
+def check_system_summary(doc: Any, where: str) -> Any:  # noqa: ARG001
+    """`summaries/<sha256>.json`: a version's component users and task accuracies
+    (`mu2net.system_view.SystemSummary`)."""
+    from mu2net.system_view import SystemSummary
+
+    return SystemSummary.from_dict(_object(doc, "system_summary"))
+
+
 def check_task_record(doc: Any, where: str) -> TaskInfo:  # noqa: ARG001
     d = _object(doc, "task_info")
     for name in _field(d, "task_info", "class_names", list):
@@ -276,6 +284,9 @@ KINDS: dict[str, DocumentKind] = {
     "head": DocumentKind(4 * KIB, check_head),
     "index": DocumentKind(8 * MIB, check_index),
     "path": DocumentKind(8 * MIB, check_path),
+    # ~70 bytes per component plus ~12 per (component, user): about 1 MiB at 1,000 tasks
+    # sharing 10 root components; 64 MiB leaves room for 10,000 tasks.
+    "system_summary": DocumentKind(64 * MIB, check_system_summary),
     "task_record": DocumentKind(8 * MIB, check_task_record),
     "lease": DocumentKind(8 * MIB, check_lease),
     "queue_entry": DocumentKind(1 * MIB, check_queue_entry),
