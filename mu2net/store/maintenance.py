@@ -46,6 +46,7 @@ from mu2net.store.layout import (
     path_key,
     version_key,
 )
+from mu2net.store.summaries import check_summaries
 from mu2net.store.versioned import VersionedStore
 
 _VERSION_KEY_RE = re.compile(r"^versions/(\d{12})\.json$")
@@ -290,6 +291,7 @@ def check_store(store: VersionedStore, *, hash_blobs: bool = True) -> CheckRepor
                             f"blobs were collected by gc, or are damaged): {old_broken[:20]}")
     _find_orphans(store, report, set(path_users), set(blob_users), hash_blobs)
     _check_documents(store, report)
+    report.problems += check_summaries(store, versions, paths, head)  # mu2net.store.summaries
     return report
 
 

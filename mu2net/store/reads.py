@@ -155,6 +155,11 @@ class ReadOps:
                 return provenance
         return self.read_version(number).provenance
 
+    def provenance(self, number: int) -> Mapping[str, Any]:
+        """A version's provenance without its task table (a ranged read of the index's head
+        at any number of tasks): the run page's history rows (`mu2net.run_page`)."""
+        return self._provenance(number)
+
     def read_path(self, path_hash: str) -> Path:
         check_hash("path hash", path_hash)
         cached = self._paths.get(path_hash)

@@ -120,6 +120,6 @@ def check_summaries(store: Any, versions: Mapping[int, SystemVersion],
             if expected.to_dict() != seen[version.summary].to_dict():
                 problems.append(f"the summary {summary_key(version.summary)} of the head "
                                 f"(version {head}) does not match its paths (component users "
-                                f"or accuracies differ); `mu2net store repair --apply` "
-                                "republishes the head with a recomputed one")
+                                "or accuracies differ): accounted parameters read at the head "
+                                "are wrong, and later commits build on it")
     return problems
