@@ -76,7 +76,11 @@ def run_html(store: Any, view: SystemView, task: str, *,
     search = path.metrics.get("search")
     if isinstance(search, Mapping) and search.get("children"):
         figs["search"] = (plots.search_figure(search, task, view.number), {})
-    figs["accuracy"] = (plots.accuracy_figure(rows), {})
+    # The run's task's line and the mean over every task (a figure of the same size however
+    # many tasks the recent versions touched).
+    mine = [{**r, "accuracies": {t: a for t, a in r["accuracies"].items() if t == task}}
+            for r in rows]
+    figs["accuracy"] = (plots.accuracy_figure(mine, mean_of=len(view.paths)), {})
     counted = [r for r in rows if r["total_params"] is not None and r["tasks"] is not None]
     if counted:
         figs["params"] = (plots.params_figure(counted), {})

@@ -76,20 +76,29 @@ class SummaryOps:
                     name, self.read_path(old) if old else None,
                     self.read_path(new) if new else None)
         path = self.read_path(tasks[task]) if task in tasks else None
-        totals: dict[str, Any] = {
-            "tasks": len(tasks), "total_params": summary.total_params(),
-            "separate_params": summary.separate_params(),
-            "mean_test_accuracy": summary.mean_test_accuracy(),
-            "change": ("added" if task not in head.tasks else "unchanged"
-                       if head.tasks[task] == tasks.get(task) else "updated")}
-        if path is not None:
-            users = {cid: users for cid, (_, users) in summary.components.items()}
-            totals.update(
-                test_accuracy=_metric(path, "test_accuracy"),
-                validation_accuracy=_metric(path, "validation_accuracy"),
-                accounted_params=sum(c.num_params / len(lock_holders(c, task, users))
-                                     for c in path.components))
-        return summary, totals
+        return summary, summary_totals(summary, head.tasks, tasks, task, path)
+
+
+def summary_totals(summary: SystemSummary, before: Mapping[str, str], after: Mapping[str, str],
+                   task: str, path: Path | None) -> dict[str, Any]:
+    """What a version's provenance records for the history (`totals`), from its summary: the
+    system's tasks, parameters (distinct and separate) and mean test accuracy, how `task`
+    changed (`before` -> `after` task tables), and its path's accuracies and accounted
+    parameters (`path`: the task's path in the version)."""
+    totals: dict[str, Any] = {
+        "tasks": len(after), "total_params": summary.total_params(),
+        "separate_params": summary.separate_params(),
+        "mean_test_accuracy": summary.mean_test_accuracy(),
+        "change": ("added" if task not in before else "unchanged"
+                   if before[task] == after.get(task) else "updated")}
+    if path is not None:
+        users = {cid: users for cid, (_, users) in summary.components.items()}
+        totals.update(
+            test_accuracy=_metric(path, "test_accuracy"),
+            validation_accuracy=_metric(path, "validation_accuracy"),
+            accounted_params=sum(c.num_params / len(lock_holders(c, task, users))
+                                 for c in path.components))
+    return totals
 
 
 def _metric(path: Path, name: str) -> float | None:
