@@ -16,9 +16,9 @@ hours (each commit probes, scans and fsyncs), so the builder writes the same obj
 commit writes -- blob, canonical path document, the version's component-users summary (built
 from the previous one and the changed path, as a commit does), create-only index of format 2
 with the provenance fields a commit records (`kind`, `run_id`, `task`, `mode`, `path`,
-`base_version`, `totals`, `committed_at`, ...), and `HEAD` -- straight through the backend, with `committed_at` one hour apart ending now
-(an hourly schedule), so `gc`'s 7-day window holds the last 168 versions. A local store is
-seeded without fsync (it is measured with it).
+`base_version`, `totals`, `committed_at`, ...), and `HEAD` -- straight through the backend,
+with `committed_at` one hour apart ending now (an hourly schedule), so `gc`'s 7-day window
+holds the last 168 versions. A local store is seeded without fsync (it is measured with it).
 
 Measuring. Every operation opens the store afresh (a new pod: empty caches) on a backend
 wrapper that counts requests (read, ranged read, exists, list page entries), bytes read and

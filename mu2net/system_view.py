@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mu2net.config import canonical_json
 from mu2net.errors import SchemaError
-from mu2net.schema import ROOT_TASK, Component, Path, SystemVersion, document_hash
+from mu2net.schema import ROOT_TASK, Component, Path, SystemVersion, sha256_hex
 
 SUMMARY_SCHEMA = "mu2net/system_summary/v1"
 
@@ -168,8 +169,13 @@ class SystemSummary:
                 "test_accuracy": dict(sorted(self.test_accuracy.items()))}
 
     @functools.cached_property
+    def canonical(self) -> bytes:
+        """The stored form (canonical JSON), encoded once: its sha256 is `hash`."""
+        return canonical_json(self.to_dict()).encode()
+
+    @functools.cached_property
     def hash(self) -> str:
-        return document_hash(self.to_dict())
+        return sha256_hex(self.canonical)
 
     @classmethod
     def from_dict(cls, d: Any) -> SystemSummary:

@@ -248,7 +248,7 @@ def test_a_newer_index_format_and_a_damaged_summary_are_refused_by_name(tmp_path
     store.backend.write(summary_key(summary), b'{"schema": "mu2net/system_summary/v1"}')
     fresh = VersionedStore(store.backend)
     with pytest.raises(IntegrityError, match=r"system summary .*summaries/.* is tampered"):
-        fresh.load_system(1)
+        fresh.load_system(1).component_users()
     report = check_store(fresh)
     assert any(summary in problem for problem in report.problems), report.problems
 

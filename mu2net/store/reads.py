@@ -179,8 +179,8 @@ class ReadOps:
     def load_system(self, number: int | None = None) -> SystemView:
         """The version with its root path read, its other paths read on first access
         (`LazyPaths`: a run reads only the paths it touches) and its summary (component users,
-        for accounted parameters) from the stored document, or, for an index written before
-        summaries (format 1), computed from all its paths on first use."""
+        for accounted parameters) read on first use: the stored document, or, for an index
+        written before summaries (format 1), computed from all its paths."""
         version = self.read_version(self._require_head() if number is None else number)
 
         def load(task: str, path_hash: str) -> Path:
@@ -195,10 +195,8 @@ class ReadOps:
             return {task: got[path_hash] for task, path_hash in hashes.items()}
 
         paths = LazyPaths(version.tasks, load, load_all)
-        summary: Any = (self.version_summary(version) if version.summary is not None
-                        else lambda: self.version_summary(version, paths))
         return SystemView(version=version, root=self.read_path(version.root), paths=paths,
-                          summary=summary)
+                          summary=lambda: self.version_summary(version, paths))
 
     def _check_owner(self, path: Path, task: str, number: int) -> None:
         if path.task != task:

@@ -18,7 +18,7 @@ from typing import Any
 from mu2net.errors import IntegrityError, StoreError
 from mu2net.schema import Path, SystemVersion
 from mu2net.store.documents import parse_document
-from mu2net.store.layout import Lru, encode, summary_key
+from mu2net.store.layout import Lru, summary_key
 from mu2net.system_view import SystemSummary, lock_holders
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class SummaryOps:
     def _write_summary(self, summary: SystemSummary) -> int:
         """Create-only write of a summary document; bytes written (0 if present)."""
         self._summaries.put(summary.hash, summary)
-        return self._create(summary_key(summary.hash), encode(summary.to_dict()))
+        return self._create(summary_key(summary.hash), summary.canonical)
 
     def next_summary(self, head: SystemVersion, tasks: Mapping[str, str], task: str
                      ) -> tuple[SystemSummary, dict[str, Any]]:
