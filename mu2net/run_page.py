@@ -81,9 +81,8 @@ def run_html(store: Any, view: SystemView, task: str, *,
     mine = [{**r, "accuracies": {t: a for t, a in r["accuracies"].items() if t == task}}
             for r in rows]
     figs["accuracy"] = (plots.accuracy_figure(mine, mean_of=len(view.paths)), {})
-    counted = [r for r in rows if r["total_params"] is not None and r["tasks"] is not None]
-    if counted:
-        figs["params"] = (plots.params_figure(counted), {})
+    # No parameters-against-tasks figure: over a few recent versions the number of tasks
+    # barely moves; the versions table gives the totals (`mu2net report` draws it).
     if figures_out is not None:
         figures_out.update(figs)
     from mu2net.figures import to_svg
@@ -113,8 +112,7 @@ def run_html(store: Any, view: SystemView, task: str, *,
                 _search_section({"version": view.number, "task": task, "search": search},
                                 svg["search"], open_=True)]
     out += [f"<h2>History (the last {len(rows)} versions)</h2>"]
-    out += [f"<figure id='fig-{n}'>{svg[n]}</figure>" for n in ("accuracy", "params")
-            if n in svg]
+    out.append(f"<figure id='fig-accuracy'>{svg['accuracy']}</figure>")
     out.append("<details open><summary>Versions</summary><table><tr><th>version</th>"
                "<th class='l'>committed (UTC)</th><th class='l'>change</th>"
                "<th class='l'>run id</th><th class='l'>KFP run</th><th class='l'>method</th>"

@@ -333,7 +333,7 @@ def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: 
 
 def report_step(*, extension_dir: str, info_dir: str, store_uri: str, config_json: str,
                 config_hash: str, markdown_path: str, html_path: str) -> dict[str, Any]:
-    """The run's dashboards: Markdown summary, HTML system graph and history, and the
+    """The run's dashboards: Markdown summary, the run's HTML page, and the
     confusion matrix of this run's path on the test split (from the commit step's artifact:
     the test split is evaluated once per cycle). The HTML is the run's page
     (`mu2net.run_page`: its task, its cycle's search, recent history), bounded whatever the

@@ -267,7 +267,7 @@ def test_gc_keeps_the_summaries_and_check_finds_a_wrong_one(tmp_path) -> None:
     assert check_store(store).ok
     # A summary that parses but does not match the head's paths (written by a buggy writer).
     head = store.read_version(3)
-    wrong = SystemSummary(components={"x/head/0": (1, frozenset({"a"}))})
+    wrong = SystemSummary(components={"x/head/0": (1, ("a",))})
     store.backend.write(summary_key(wrong.hash), encode(wrong.to_dict()))
     store.backend.delete(version_key(3))
     store.backend.write(version_key(3), encode_index(dataclasses.replace(head,
