@@ -21,6 +21,7 @@ from mu2net.schema import ROOT_TASK, Path, SystemVersion, SystemView
 from mu2net.search import plan_generation, start_cycle
 from mu2net.search_state import Candidate
 from mu2net.store.base import ObjectBackend
+from mu2net.store.documents import parse_document
 from mu2net.store.layout import encode, encode_index, path_key, summary_key, version_key
 from mu2net.store.local import LocalBackend
 from mu2net.store.maintenance import check_store
@@ -251,6 +252,15 @@ def test_a_newer_index_format_and_a_damaged_summary_are_refused_by_name(tmp_path
         fresh.load_system(1).component_users()
     report = check_store(fresh)
     assert any(summary in problem for problem in report.problems), report.problems
+    # The summary's checker types every value: deep nesting is refused without the depth walk.
+    deep = {"schema": "mu2net/system_summary/v1", "test_accuracy": {},
+            "components": {"c": {"params": 1, "users": [["a"] * 1] * 1}}}
+    for _ in range(60):
+        deep["components"]["c"]["users"] = [deep["components"]["c"]["users"]]
+    with pytest.raises(IntegrityError, match=r"components\['c'\].* is invalid"):
+        parse_document("system_summary", json.dumps(deep).encode(), "summaries/x.json")
+    with pytest.raises(IntegrityError, match="nests deeper than the JSON parser"):
+        parse_document("system_summary", b"[" * 100_000, "summaries/x.json")
 
 
 def test_gc_keeps_the_summaries_and_check_finds_a_wrong_one(tmp_path) -> None:
