@@ -13,21 +13,25 @@ Version 1 publishes all N tasks at once; each later version re-publishes one tas
 robin) with a new path whose head is its own: the shape of a schedule that appends one
 version per run. Committing 10,000 versions one by one through `store.commit` would take
 hours (each commit probes, scans and fsyncs), so the builder writes the same objects the
-commit writes -- blob, canonical path document, create-only index with the provenance fields
-a commit records (`kind`, `run_id`, `task`, `mode`, `path`, `base_version`, `committed_at`,
-...), and `HEAD` -- straight through the backend, with `committed_at` one hour apart ending now
-(an hourly schedule), so `gc`'s 7-day window holds the last 168 versions. A local store is
-seeded without fsync (it is measured with it).
+commit writes -- blob, canonical path document, the version's component-users summary (built
+from the previous one and the changed path, as a commit does), create-only index of format 2
+with the provenance fields a commit records (`kind`, `run_id`, `task`, `mode`, `path`,
+`base_version`, `totals`, `committed_at`, ...), and `HEAD` -- straight through the backend,
+with `committed_at` one hour apart ending now (an hourly schedule), so `gc`'s 7-day window
+holds the last 168 versions. A local store is seeded without fsync (it is measured with it).
 
 Measuring. Every operation opens the store afresh (a new pod: empty caches) on a backend
 wrapper that counts requests (read, ranged read, exists, list page entries), bytes read and
 bytes written; wall time is the best of `--repeats`; peak memory is tracemalloc's peak of
 Python allocations during one call. `x` is the ratio against the smallest system. The run's
 steps are the library calls each step makes besides training and the search's own arithmetic:
-start (head, load the base system, kept searches, lease), plan (load the base system), train's
-store part (load the base system, stage one new blob), select (renew the lease), commit
-(lease, commit a new path of one task, load the committed version, its metrics), report (load,
-metrics, the run's Markdown, the system page, free the lease). `run total` is their sum with
+start (head, load the base system, the task's path, kept searches, lease), plan (load the
+base system, draw the generation's parents uniformly over the root and the tasks, read each
+one's ancestry, the component users), train's store part (load the base system, the task's
+path, the component users, stage one new blob), select (renew the lease), commit (lease,
+commit a new path of one task, load the committed version, its metrics), report (load,
+metrics, the run's Markdown, the run's page, free the lease). Paths are read lazily, so each
+step reads the ones it touches. `run total` is their sum with
 one generation of one child.
 """
 
@@ -37,6 +41,7 @@ import argparse
 import datetime
 import json
 import os
+import random
 import sys
 import tempfile
 import time
@@ -52,9 +57,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 from mu2net import queue as task_queue  # noqa: E402
-from mu2net import report, status  # noqa: E402
+from mu2net import report, run_page, status  # noqa: E402
 from mu2net.blobs import DirBlobs  # noqa: E402
 from mu2net.config import get_config  # noqa: E402
+from mu2net.mutations import ParentPool, ancestry  # noqa: E402
 from mu2net.root import build_root  # noqa: E402
 from mu2net.schema import Path, SystemVersion, SystemView  # noqa: E402
 from mu2net.scoring import path_metrics  # noqa: E402
@@ -68,13 +74,16 @@ from mu2net.store.layout import (  # noqa: E402
     encode_pointer,
     iso_time,
     path_key,
+    summary_key,
     version_key,
 )
 from mu2net.store.local import LocalBackend  # noqa: E402
 from mu2net.store.maintenance import check_store  # noqa: E402
 from mu2net.store.repair import repair_store  # noqa: E402
+from mu2net.store.summaries import summary_totals  # noqa: E402
 from mu2net.store.synthetic import synthetic_extension  # noqa: E402
 from mu2net.store.versioned import VersionedStore  # noqa: E402
+from mu2net.system_view import SystemSummary  # noqa: E402
 
 BUCKET = "mu2net-bench"
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
@@ -147,7 +156,7 @@ def build(backend: ObjectBackend, tasks: int, versions: int, folder: str) -> Pat
     names = [f"task-{i:05d}" for i in range(tasks)]
     blob_dir = os.path.join(folder, "blobs")
 
-    def new_path(task: str, number: int) -> str:
+    def new_path(task: str, number: int) -> Path:
         ext = synthetic_extension(view, task, blob_dir, run_id=f"bench-{number}",
                                   metrics={"validation_accuracy": 0.5 + (number % 7) / 20,
                                            "test_accuracy": 0.4 + (number % 5) / 10,
@@ -156,14 +165,22 @@ def build(backend: ObjectBackend, tasks: int, versions: int, folder: str) -> Pat
             with open(file_path, "rb") as fh:
                 backend.write(blob_key(blob_hash), fh.read())
         backend.write(path_key(ext.path.hash), encode(ext.path.to_dict()))
-        return ext.path.hash
+        return ext.path
 
     def committed_at(number: int) -> str:
         return iso_time(now - (versions - number) * HOUR)
 
+    def put_summary(summary: SystemSummary) -> str:
+        """What a commit writes beside each index: the version's summary (index format 2)."""
+        backend.write(summary_key(summary.hash), encode(summary.to_dict()))
+        return summary.hash
+
     with ThreadPoolExecutor(16) as pool:
-        table = dict(zip(names, pool.map(lambda t: new_path(t, 1), names)))
+        current = dict(zip(names, pool.map(lambda t: new_path(t, 1), names)))
+        table = {t: p.hash for t, p in current.items()}
+        summary = SystemSummary.from_paths(current.items())
         seed = SystemVersion(number=1, parent=0, root=root.hash, tasks=dict(table),
+                             summary=put_summary(summary),
                              provenance={"kind": "seed", "run_id": "bench-seed", "task": "",
                                          "committed_at": committed_at(1)})
         backend.write(version_key(1), encode_index(seed), if_generation_match=0)
@@ -172,15 +189,19 @@ def build(backend: ObjectBackend, tasks: int, versions: int, folder: str) -> Pat
 
         indices = []
         for number in range(2, versions + 1):
-            task, path_hash = changed[number]
-            table[task] = path_hash
+            task, path = changed[number]
+            before = dict(table)
+            summary = summary.replace_path(task, current[task], path)
+            current[task], table[task] = path, path.hash
             indices.append(SystemVersion(
                 number=number, parent=number - 1, root=root.hash, tasks=dict(table),
+                summary=put_summary(summary),
                 provenance={"kind": "extension", "run_id": f"bench-{number}", "task": task,
-                            "mode": "iterate", "path": path_hash,
+                            "mode": "iterate", "path": path.hash,
                             "method_version": root.method_version, "code_version": "bench",
                             "config_name": "testing", "base_version": number - 1,
                             "started_at": committed_at(number), "rebases": 0,
+                            "totals": summary_totals(summary, before, table, task, path),
                             "committed_at": committed_at(number)}))
             if len(indices) >= 64:
                 list(pool.map(lambda v: backend.write(version_key(v.number), encode_index(v),
@@ -211,10 +232,19 @@ def run_steps(store: VersionedStore, folder: str, run: str, shared: dict[str, An
         shared.update(base=base, task=task)
 
     def plan() -> None:
-        store.load_system(shared["base"]).all_paths()
+        # The store part of `plan_generation`: the parent draws (the uniform fallback of a new
+        # population: the root or any task), each parent's ancestry, the component users.
+        system = store.load_system(shared["base"])
+        pool, users = ParentPool(system, []), system.component_users()
+        rng = random.Random(shared["base"])
+        for _ in range(config.search.children_per_generation):
+            parent = pool.candidate(rng.randrange(pool.candidates()))
+            ancestry(parent, pool, system.root)
+        shared["users"] = len(users)
 
     def train() -> None:
         system = store.load_system(shared["base"])
+        system.component_users()  # the child's planned accounted params
         ext = synthetic_extension(system, shared["task"], os.path.join(folder, run),
                                   own=("encoderblock_0",), run_id=run,
                                   metrics={"validation_accuracy": 0.99, "num_cycles": 9})
@@ -242,7 +272,7 @@ def run_steps(store: VersionedStore, folder: str, run: str, shared: dict[str, An
         path = view.paths[commit["task"]]
         metrics = path_metrics(path, view, config)
         report.run_markdown(commit, metrics, view, config, [])
-        report.system_html(store, commit["version"])
+        run_page.run_html(store, view, commit["task"])
         store.release_lease(run)
 
     return {"start": start, "plan": plan, "train (store part)": train, "select": select,

@@ -231,6 +231,46 @@ def plan_components(hparams: dict[str, Any], ancestry: Sequence[Path], task: str
     return slots, fired
 
 
+class ParentPool(Mapping[str, Path]):
+    """The uniform fallback's choices, in mu3Net's order: the root, every task's published
+    path in task-name order, then the task's own population members that are not published
+    (`candidates[i]`, `len`); and, as a mapping hash -> path, every path the ancestry may walk
+    (the version's paths and the population's). Only the paths drawn or walked are read
+    (the view's paths are read lazily), whatever the number of tasks."""
+
+    def __init__(self, system: Any, population: Sequence[Path]) -> None:
+        from mu2net.system_view import path_hash_of
+
+        self.system, self.tasks = system, sorted(system.paths)
+        self.task_of = {path_hash_of(system, t): t for t in self.tasks}
+        published = {system.root.hash, *self.task_of}
+        self.extras = [p for p in population if p.hash not in published]
+        self.own = {p.hash: p for p in population}
+
+    def candidate(self, i: int) -> Path:
+        if i == 0:
+            return self.system.root
+        if i <= len(self.tasks):
+            return self.system.paths[self.tasks[i - 1]]
+        return self.extras[i - 1 - len(self.tasks)]
+
+    def candidates(self) -> int:
+        return 1 + len(self.tasks) + len(self.extras)
+
+    def __getitem__(self, path_hash: str) -> Path:
+        if path_hash in self.own:
+            return self.own[path_hash]
+        if path_hash == self.system.root.hash:
+            return self.system.root
+        return self.system.paths[self.task_of[path_hash]]  # KeyError: unknown
+
+    def __iter__(self) -> Any:
+        return iter({self.system.root.hash, *self.task_of, *self.own})
+
+    def __len__(self) -> int:
+        return len({self.system.root.hash, *self.task_of, *self.own})
+
+
 def ancestry(parent: Path, known: Mapping[str, Path], root: Path) -> list[Path]:
     """parent, grandparent, ... ending with the root. A parent link that is not known (a path
     retired since) jumps to the root, as mu3Net does for orphaned parents."""

@@ -88,10 +88,11 @@ def _spread(values: Sequence[float | None]) -> float:
 ACCURACY_LINES = 30  # task lines in the accuracy history; the mean line covers every task
 
 
-def accuracy_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
+def accuracy_figure(rows: Sequence[Mapping[str, Any]], mean_of: int | None = None) -> Any:
     """Test accuracy of each task against the version (a point where a cycle committed it).
     At most `ACCURACY_LINES` tasks get a line (those committed most recently), so the figure
-    stays readable and its size bounded at any number of tasks; the mean covers them all."""
+    stays readable and its size bounded at any number of tasks; the mean covers them all
+    (`mean_of`: how many tasks it covers when the rows hold fewer, as the run's page does)."""
     fig = new_figure(7.5, 3.6)
     ax = fig.add_subplot()
     every = {t for r in rows for t in r.get("accuracies", {})}
@@ -125,7 +126,8 @@ def accuracy_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
             if r.get("mean_test_accuracy") is not None]
     if mean:
         ax.plot([p[0] for p in mean], [p[1] for p in mean], color="black", lw=2.2,
-                ls="--", drawstyle="steps-post", label=f"mean over tasks ({len(every)})")
+                ls="--", drawstyle="steps-post",
+                label=f"mean over tasks ({mean_of if mean_of is not None else len(every)})")
     ax.xaxis.get_major_locator().set_params(integer=True)
     axis_labels(ax, "accuracy", "system version", "test accuracy (fraction correct)",
                 "Test accuracy per task (dots: a cycle of that task committed)")

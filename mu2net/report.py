@@ -130,7 +130,7 @@ def history_rows(store: Any, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]
     for version in reversed(store.versions(limit=limit)):
         if parent is None or version.parent != parent.number:  # the window's first: whole
             changed = list(version.tasks) + [t for t in paths if t not in version.tasks]
-            fetched = store.load_system(version.number).paths
+            fetched = dict(store.load_system(version.number).paths.items())  # in parallel
         else:
             changed = [t for t, h in version.tasks.items() if parent.tasks.get(t) != h]
             changed += [t for t in parent.tasks if t not in version.tasks]

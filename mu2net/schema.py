@@ -13,11 +13,10 @@ computed when read, from the version being read (`SystemView`), never trusted fr
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,9 @@ from mu2net.config import canonical_json
 from mu2net.errors import SchemaError
 
 SCHEMA_VERSION = 1
+# Index format: 1 (no summary: written before the component-users summary), 2 (names its
+# `SystemSummary`, mu2net.system_summary). Readers accept both; a newer one is refused.
+INDEX_FORMAT = 2
 ROOT_TASK = "_root"  # owner name of the root path (system version 0)
 MODES = ("onboard", "iterate")  # what a run does: add a new task, or re-evolve an existing one
 COMPONENT_NAME_RE = re.compile(
@@ -241,13 +243,15 @@ class Path:
 @dataclass(frozen=True)
 class SystemVersion:
     """The small index of one committed version: task -> path-document hash, the root path's
-    hash, the parent version and provenance (run id, method version, code version, times)."""
+    hash, the parent version and provenance (run id, method version, code version, times);
+    from index format 2 on, `summary`: the hash of its `SystemSummary` document."""
 
     number: int
     parent: int | None
     root: str
     tasks: Mapping[str, str]
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    summary: str | None = None
 
     def __post_init__(self) -> None:
         if self.number < 0:
@@ -259,80 +263,30 @@ class SystemVersion:
         for task, path_hash in self.tasks.items():
             validate_task_name(task)
             _check_hash("system_version", f"tasks[{task!r}]", path_hash)
+        if self.summary is not None:
+            _check_hash("system_version", "summary", self.summary)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": _schema_tag("system_version"), "number": self.number,
-                "parent": self.parent, "root": self.root, "tasks": dict(sorted(self.tasks.items())),
-                "provenance": dict(self.provenance)}
+        doc = {"schema": _schema_tag("system_version"), "number": self.number,
+               "parent": self.parent, "root": self.root, "tasks": dict(sorted(self.tasks.items())),
+               "provenance": dict(self.provenance)}
+        if self.summary is not None:  # format 1 indices keep their exact form
+            doc.update(format=INDEX_FORMAT, summary=self.summary)
+        return doc
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SystemVersion:
         _check_tag(d, "system_version")
+        fmt = _get(d, "system_version", "format", int, optional=True) or 1
+        if fmt not in (1, INDEX_FORMAT):
+            raise SchemaError(f"system_version.format={fmt} is invalid: this mu2net reads index "
+                              f"formats 1 and {INDEX_FORMAT}; upgrade mu2net to read it")
         return cls(number=_get(d, "system_version", "number", int),
                    parent=_get(d, "system_version", "parent", int, optional=True),
                    root=_get(d, "system_version", "root", str),
                    tasks=_get(d, "system_version", "tasks", dict),
-                   provenance=_get(d, "system_version", "provenance", dict))
-
-
-def lock_holders(component: Component, task: str,
-                 users: Mapping[str, set[str]]) -> set[str]:
-    """Who shares the cost of `component` in `task`'s path (docs/method.md §2.5): the tasks whose
-    published paths use it, the task itself, and the root for a root component (in mu2Net+
-    the root is locked and counted as an owner, so reusing a root layer frozen costs half of
-    cloning it even before any other task uses it)."""
-    holders = set(users.get(component.id, ())) | {task}
-    if component.creator == ROOT_TASK:
-        holders.add(ROOT_TASK)
-    return holders
-
-
-# === SystemView: a version with its paths resolved ==========================================
-
-
-@dataclass(frozen=True)
-class SystemView:
-    """A committed version with its path documents loaded: what the search reads."""
-
-    version: SystemVersion
-    root: Path
-    paths: Mapping[str, Path]
-
-    @property
-    def number(self) -> int:
-        return self.version.number
-
-    def all_paths(self) -> list[Path]:
-        """The root path, then every task's path in task-name order."""
-        return [self.root] + [self.paths[t] for t in sorted(self.paths)]
-
-    def component_users(self) -> dict[str, set[str]]:
-        """component id -> tasks whose published path uses it (the root owns no lock)."""
-        users: dict[str, set[str]] = {}
-        for task, path in self.paths.items():
-            for cid in path.component_ids:
-                users.setdefault(cid, set()).add(task)
-        return users
-
-    @functools.cached_property
-    def _users(self) -> dict[str, set[str]]:
-        """`component_users()`, computed once per view: the status and the report ask for every
-        task's accounted parameters, which would otherwise cost O(tasks^2)."""
-        return self.component_users()
-
-    def accounted_params(self, path: Path) -> float:
-        """docs/method.md §2.5: sum over components of size / |locks ∪ {owner}|, from this view."""
-        users = self._users
-        return sum(comp.num_params / len(lock_holders(comp, path.task, users))
-                   for comp in path.components)
-
-    def total_params(self) -> int:
-        """Parameters of the deployed set: every distinct component of every task path."""
-        seen: dict[str, int] = {}
-        for path in self.paths.values():
-            for comp in path.components:
-                seen[comp.id] = comp.num_params
-        return sum(seen.values())
+                   provenance=_get(d, "system_version", "provenance", dict),
+                   summary=_get(d, "system_version", "summary", str) if fmt > 1 else None)
 
 
 # === Extension: what one cycle commits ======================================================
@@ -392,5 +346,11 @@ class Extension:
                                         d.get("test_confusion") or ()))
 
 
-def paths_by_hash(paths: Iterable[Path]) -> dict[str, Path]:
-    return {p.hash: p for p in paths}
+def __getattr__(name: str) -> Any:
+    """`SystemView` and `lock_holders` live in `mu2net.system_view` (with the stored summary
+    and the lazily read paths they work with); they stay importable from here."""
+    if name in ("SystemView", "lock_holders"):
+        from mu2net import system_view
+
+        return getattr(system_view, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

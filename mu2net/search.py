@@ -30,6 +30,7 @@ from mu2net.config import Config
 from mu2net.errors import SchemaError, TaskError
 from mu2net.model import build_model, component_size
 from mu2net.mutations import (
+    ParentPool,
     ancestry,
     default_hparams,
     mutate_adapters,
@@ -152,11 +153,9 @@ def plan_generation(state: SearchState, system: SystemView,
     ds, ds_fired = sample_ds_hparams(config, best.path.hparams if best else None,
                                      state.rng(g, "ds"))
     population = list(state.population)
-    all_paths = system.all_paths()
-    known = {p.hash: p for p in all_paths}
+    # Read lazily: only the drawn parents, their ancestry and the root (not all N paths).
+    known = ParentPool(system, [c.path for c in population])
     own = {c.path.hash: j for j, c in enumerate(population)}
-    candidates = all_paths + [c.path for c in population if c.path.hash not in known]
-    known.update({c.path.hash: c.path for c in population})
     users = system.component_users()
     data_seed = derive_seed(state.seed, state.task, state.cycle, g, "data")
     specs = []
@@ -171,7 +170,7 @@ def plan_generation(state: SearchState, system: SystemView,
                 break
         parent = None
         if chosen is None:  # uniform fallback; a member of the own population is `chosen`
-            parent = candidates[int(rng.integers(len(candidates)))]
+            parent = known.candidate(int(rng.integers(known.candidates())))
             chosen = own.get(parent.hash)
         if chosen is not None:  # a same-task parent: count its offspring, the child must beat it
             cand = population[chosen]

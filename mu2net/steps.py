@@ -333,10 +333,12 @@ def commit_step(*, state_dir: str, task_dir: str, store_uri: str, code_version: 
 
 def report_step(*, extension_dir: str, info_dir: str, store_uri: str, config_json: str,
                 config_hash: str, markdown_path: str, html_path: str) -> dict[str, Any]:
-    """The run's dashboards: Markdown summary, HTML system graph and history, and the
+    """The run's dashboards: Markdown summary, the run's HTML page, and the
     confusion matrix of this run's path on the test split (from the commit step's artifact:
-    the test split is evaluated once per cycle)."""
-    from mu2net import report
+    the test split is evaluated once per cycle). The HTML is the run's page
+    (`mu2net.run_page`: its task, its cycle's search, recent history), bounded whatever the
+    system's size; the whole system's page is `mu2net report`."""
+    from mu2net import report, run_page
 
     config = load_config(config_json, config_hash)
     store = _open_store(store_uri, config)
@@ -352,8 +354,8 @@ def report_step(*, extension_dir: str, info_dir: str, store_uri: str, config_jso
     line = report.one_line(commit, metrics)
     with open(markdown_path, "w") as fh:
         fh.write(report.run_markdown(commit, metrics, view, config, confusion))
-    with open(html_path, "w") as fh:
-        fh.write(report.system_html(store, version))
+    with open(html_path, "w") as fh:  # bounded: the run's task and recent history only
+        fh.write(run_page.run_html(store, view, commit["task"]))
     store.release_lease(commit["run_id"])  # the last step that reads the run's version
     return {"line": line, "class_names": list(request["task_info"]["class_names"]),
             "confusion_matrix": confusion}

@@ -370,10 +370,13 @@ def test_commit_writes_only_new_blobs_one_path_one_index_and_pointer(store_uri,
     ext = make_extension(str(tmp_path), root, "cifar", "run-1", 0)
     result = store.commit(ext)
     new_blobs = sorted(ext.blob_files)
-    index = encode_index(store.read_version(result.version))
+    version = store.read_version(result.version)
+    index = encode_index(version)
+    summary = store.read_summary(version.summary)  # the version's component users
     expected = ([(blob_key(b), len(synthetic_blob(f"cifar/{n}/run-1")))
                  for b, n in zip(new_blobs, _names_by_blob(ext, new_blobs))]
                 + [(path_key(ext.path.hash), len(encode(ext.path.to_dict()))),
+                   (f"summaries/{summary.hash}.json", len(encode(summary.to_dict()))),
                    (version_key(1), len(index)), ("HEAD", len(encode_pointer(1)))])
     assert counting[0].writes == expected
     assert result.bytes_written == sum(size for _, size in expected)
@@ -385,8 +388,10 @@ def test_commit_writes_only_new_blobs_one_path_one_index_and_pointer(store_uri,
     counting[0].writes.clear()
     result2 = store.commit(ext2)
     keys = [key for key, _ in counting[0].writes]
+    summary2 = store.read_version(result2.version).summary
     assert keys == [blob_key(ext2.path.component("encoderblock_0").blob),
-                    path_key(ext2.path.hash), version_key(2), "HEAD"]
+                    path_key(ext2.path.hash), f"summaries/{summary2}.json", version_key(2),
+                    "HEAD"]
     assert result2.bytes_written == sum(size for _, size in counting[0].writes)
 
 

@@ -46,6 +46,7 @@ class DocumentKind:
 
     max_bytes: int
     check: Callable[[Any, str], Any]
+    depth_checked: bool = True  # False: the checker types every value (no deep nesting passes)
 
 
 def _depth_exceeds(doc: Any, limit: int) -> bool:
@@ -62,7 +63,8 @@ def _depth_exceeds(doc: Any, limit: int) -> bool:
     return False
 
 
-def decode_json(data: bytes, where: str, *, max_bytes: int, what: str = "document") -> Any:
+def decode_json(data: bytes, where: str, *, max_bytes: int, what: str = "document",
+                check_depth: bool = True) -> Any:
     """JSON within a size and depth limit; `IntegrityError` naming `where` otherwise."""
     if len(data) > max_bytes:
         raise IntegrityError(f"{where} is {len(data):,} bytes, over the {max_bytes:,}-byte "
@@ -76,7 +78,7 @@ def decode_json(data: bytes, where: str, *, max_bytes: int, what: str = "documen
     except RecursionError:
         raise IntegrityError(f"{where} is not a {what}: it nests deeper than the JSON parser "
                              "allows; the object is corrupt") from None
-    if _depth_exceeds(doc, MAX_DEPTH):
+    if check_depth and _depth_exceeds(doc, MAX_DEPTH):
         raise IntegrityError(f"{where} is not a {what}: it nests deeper than {MAX_DEPTH} "
                              "levels; the object is corrupt")
     return doc
@@ -85,7 +87,8 @@ def decode_json(data: bytes, where: str, *, max_bytes: int, what: str = "documen
 def parse_document(kind: str, data: bytes, where: str) -> Any:
     """The checked value of a stored document of `kind` (see `KINDS`)."""
     spec = KINDS[kind]
-    doc = decode_json(data, where, max_bytes=spec.max_bytes, what=kind.replace("_", " "))
+    doc = decode_json(data, where, max_bytes=spec.max_bytes, what=kind.replace("_", " "),
+                      check_depth=spec.depth_checked)
     try:
         return spec.check(doc, where)
     except IntegrityError:
@@ -187,6 +190,14 @@ def check_path(doc: Any, where: str) -> Path:  # noqa: ARG001
     return Path.from_dict(_object(doc, "path"))
 
 
+def check_system_summary(doc: Any, where: str) -> Any:  # noqa: ARG001
+    """`summaries/<sha256>.json`: a version's component users and task accuracies
+    (`mu2net.system_view.SystemSummary`)."""
+    from mu2net.system_view import SystemSummary
+
+    return SystemSummary.from_dict(_object(doc, "system_summary"))
+
+
 def check_task_record(doc: Any, where: str) -> TaskInfo:  # noqa: ARG001
     d = _object(doc, "task_info")
     for name in _field(d, "task_info", "class_names", list):
@@ -276,6 +287,11 @@ KINDS: dict[str, DocumentKind] = {
     "head": DocumentKind(4 * KIB, check_head),
     "index": DocumentKind(8 * MIB, check_index),
     "path": DocumentKind(8 * MIB, check_path),
+    # ~70 bytes per component plus ~12 per (component, user): about 1 MiB at 1,000 tasks
+    # sharing 10 root components; 64 MiB leaves room for 10,000 tasks.
+    # Its checker types every value (components -> {params: int, users: [str]}), so the
+    # generic depth walk (O(every user entry), read by each step) is not needed.
+    "system_summary": DocumentKind(64 * MIB, check_system_summary, depth_checked=False),
     "task_record": DocumentKind(8 * MIB, check_task_record),
     "lease": DocumentKind(8 * MIB, check_lease),
     "queue_entry": DocumentKind(1 * MIB, check_queue_entry),

@@ -30,6 +30,10 @@ def path_key(path_hash: str) -> str:
     return f"paths/{path_hash}.json"
 
 
+def summary_key(summary_hash: str) -> str:
+    return f"summaries/{summary_hash}.json"
+
+
 def blob_key(blob_hash: str) -> str:
     return f"blobs/{blob_hash}"
 

@@ -45,6 +45,7 @@ from mu2net.store.check_scope import fetch, info_listing, listing, scan_all, sca
 from mu2net.store.collect import referenced_paths
 from mu2net.store.documents import parse_document
 from mu2net.store.layout import GC_KEY, HEAD_KEY, blob_key, path_key
+from mu2net.store.summaries import check_summaries
 from mu2net.store.versioned import VersionedStore
 
 DEFAULT_RETENTION_S = 7 * 86400.0  # gc's default window, which a default check covers
@@ -201,7 +202,19 @@ def check_store(store: VersionedStore, *, hash_blobs: bool = True, full: bool = 
                             f"blobs were collected by gc, or are damaged): {old_broken[:20]}")
     _find_orphans(store, report, path_hashes, blob_hashes, hash_blobs, full)
     _check_documents(store, report)
+    report.problems += check_summaries(store, versions,
+                                       _head_paths(store, versions, head, broken_paths), head)
     return report
+
+
+def _head_paths(store: VersionedStore, versions: Mapping[int, SystemVersion], head: int | None,
+                broken_paths: Mapping[str, str]) -> dict[str, Path]:
+    """The head's loadable path documents (already verified by the walk, read again from the
+    store's cache): what the head's summary is compared with."""
+    if head is None or head not in versions:
+        return {}
+    hashes = set(versions[head].tasks.values()) - set(broken_paths)
+    return {h: store.read_path(h) for h in hashes}
 
 
 def _verify_reachable(store: VersionedStore, versions: Mapping[int, SystemVersion],

@@ -11,15 +11,15 @@
 Each rule returns the note the commit reports instead of a version (`CommitResult.note`), or
 "" to publish. Nothing here writes: a refused commit is repeated safely, and says the same.
 The gate is checked against the head at commit time; a commit of the same task racing it is
-still decided by score when the index is created (`_ExtensionMerge`).
+still decided by score when the index is created (`mu2net.store.merge.ExtensionMerge`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-from mu2net.schema import Path, SystemView
+from mu2net.schema import Path
+from mu2net.system_view import with_path
 
 
 def same_model(a: Path, b: Path) -> bool:
@@ -62,9 +62,7 @@ def gate_note(store: Any, path: Path, scorer: Any, min_gain: float, head: int) -
         raise StoreError("a minimum-improvement gate needs the method's scorer: open the "
                          "store with the config (open_store(uri, config))")
     view = store.load_system(head)
-    merged = SystemView(version=replace(version, number=head + 1, parent=head,
-                                        tasks={**version.tasks, path.task: path.hash}),
-                        root=view.root, paths={**view.paths, path.task: path})
+    merged = with_path(view, path.task, path)  # no other path read (the stored summary)
     gain = scorer(path, merged) - scorer(view.paths[path.task], view)
     if gain >= min_gain:
         return ""

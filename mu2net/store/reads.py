@@ -36,6 +36,7 @@ from mu2net.store.layout import (
     task_info_key,
     version_key,
 )
+from mu2net.system_view import LazyPaths
 from mu2net.task_info import TaskInfo
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,11 @@ class ReadOps:
                 return provenance
         return self.read_version(number).provenance
 
+    def provenance(self, number: int) -> Mapping[str, Any]:
+        """A version's provenance without its task table (a ranged read of the index's head
+        at any number of tasks): the run page's history rows (`mu2net.run_page`)."""
+        return self._provenance(number)
+
     def read_path(self, path_hash: str) -> Path:
         check_hash("path hash", path_hash)
         cached = self._paths.get(path_hash)
@@ -171,12 +177,26 @@ class ReadOps:
             return dict(zip(wanted, pool.map(self.read_path, wanted)))
 
     def load_system(self, number: int | None = None) -> SystemView:
+        """The version with its root path read, its other paths read on first access
+        (`LazyPaths`: a run reads only the paths it touches) and its summary (component users,
+        for accounted parameters) read on first use: the stored document, or, for an index
+        written before summaries (format 1), computed from all its paths."""
         version = self.read_version(self._require_head() if number is None else number)
-        paths = self._read_paths([version.root, *version.tasks.values()])
-        for task, path_hash in version.tasks.items():
-            self._check_owner(paths[path_hash], task, version.number)
-        return SystemView(version=version, root=paths[version.root],
-                          paths={t: paths[h] for t, h in version.tasks.items()})
+
+        def load(task: str, path_hash: str) -> Path:
+            path = self.read_path(path_hash)
+            self._check_owner(path, task, version.number)
+            return path
+
+        def load_all(hashes: Mapping[str, str]) -> dict[str, Path]:
+            got = self._read_paths(hashes.values())
+            for task, path_hash in hashes.items():
+                self._check_owner(got[path_hash], task, version.number)
+            return {task: got[path_hash] for task, path_hash in hashes.items()}
+
+        paths = LazyPaths(version.tasks, load, load_all)
+        return SystemView(version=version, root=self.read_path(version.root), paths=paths,
+                          summary=lambda: self.version_summary(version, paths))
 
     def _check_owner(self, path: Path, task: str, number: int) -> None:
         if path.task != task:

@@ -70,7 +70,7 @@ def _republish(store: VersionedStore, check: CheckReport) -> int:
     good = store.read_version(check.head)
     number = check.newest + 1
     version = SystemVersion(number=number, parent=check.newest, root=good.root,
-                            tasks=dict(good.tasks),
+                            tasks=dict(good.tasks), summary=good.summary,
                             provenance={"kind": "repair", "run_id": f"repair-{uuid.uuid4().hex}",
                                         "repeats": check.head, "damaged": check.newest,
                                         "committed_at": iso_time(store.clock())})

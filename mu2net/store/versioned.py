@@ -7,6 +7,8 @@ Layout under the store root (every key but `HEAD`, queue entries and leases is w
     GC                                 garbage collections deleting now (compare-and-swap)
     versions/000000000042.json         index of version 42 (`SystemVersion`), create-only
     paths/<sha256>.json                path documents, content-addressed (canonical JSON)
+    summaries/<sha256>.json            per-version component users (`SystemSummary`), named
+                                       by the index; built at commit from the previous one
     blobs/<sha256>                     component parameters (.npz bytes), content-addressed
     tasks/<name>/<content_hash>.json   prepared-task metadata (`TaskInfo`)
     task_data_dirs/<name>.json         where the task's data was last read (overwritten)
@@ -43,19 +45,11 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from mu2net.blobs import STAGED_IN_STORE
 from mu2net.errors import ConflictError, IntegrityError, SchemaError, StoreError
-from mu2net.schema import (
-    ROOT_TASK,
-    Extension,
-    Path,
-    SystemVersion,
-    SystemView,
-    validate_task_name,
-)
+from mu2net.schema import ROOT_TASK, Extension, Path, SystemVersion, validate_task_name
 from mu2net.store.aliases import AliasOps
 from mu2net.store.base import CommitResult, ModelStore, ObjectBackend, ScoreFn
 from mu2net.store.collect import CollectionOps
@@ -72,9 +66,12 @@ from mu2net.store.layout import (
     read_blob_file,
     version_key,
 )
+from mu2net.store.merge import ExtensionMerge
 from mu2net.store.publish import KeptSearchOps, gate_note, rollback_note, unchanged_note
 from mu2net.store.queue import QueueOps
 from mu2net.store.reads import ReadOps
+from mu2net.store.summaries import SummaryOps
+from mu2net.system_view import SystemSummary
 
 log = logging.getLogger(__name__)
 
@@ -83,21 +80,11 @@ _FETCH_THREADS = 16
 _PROVENANCE_PROBE_BYTES = 16 * 1024
 
 
-# === same-task races ========================================================================
-
-
-def validation_accuracy(path: Path) -> float:
-    """The fallback comparison of a same-task race when no scorer is given."""
-    if "validation_accuracy" not in path.metrics:
-        raise StoreError(f"path of task {path.task!r} has no metrics.validation_accuracy, so a "
-                         "same-task race cannot be decided; pass a scorer to the store")
-    return float(path.metrics["validation_accuracy"])
-
-
 # === the store ==============================================================================
 
 
-class VersionedStore(ReadOps, QueueOps, CollectionOps, AliasOps, KeptSearchOps, ModelStore):
+class VersionedStore(ReadOps, SummaryOps, QueueOps, CollectionOps, AliasOps, KeptSearchOps,
+                     ModelStore):
     """The versioned shared model on one backend. See the module docstring for the protocol.
 
     Args:
@@ -121,6 +108,7 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, AliasOps, KeptSearchOps, 
         self.clock = clock
         self._indices = Lru(64)
         self._paths = Lru(100_000)
+        self._summaries = Lru(8)
 
     def __repr__(self) -> str:
         return f"VersionedStore({self.uri!r})"
@@ -177,8 +165,11 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, AliasOps, KeptSearchOps, 
         written, _ = self._upload_files(blob_files)
         self._verify_blobs(root, skip=blob_files)
         written += self._create(path_key(root_hash), encode(root.to_dict()))
+        empty = SystemSummary()
+        written += self._write_summary(empty)
         now = self.clock()
         version = SystemVersion(number=0, parent=None, root=root_hash, tasks={},
+                                summary=empty.hash,
                                 provenance={**provenance, "kind": "init", "path": root_hash,
                                             "method_version": root.method_version,
                                             "committed_at": iso_time(now)})
@@ -236,7 +227,7 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, AliasOps, KeptSearchOps, 
                       "mode": ext.mode, "path": path_hash, "method_version": path.method_version,
                       "code_version": ext.code_version, "config_name": ext.config_name,
                       "base_version": ext.base_version, "started_at": iso_time(self.clock())}
-        merge = _ExtensionMerge(self, ext.task, path, path_hash, base.tasks.get(ext.task),
+        merge = ExtensionMerge(self, ext.task, path, path_hash, base.tasks.get(ext.task),
                                 scorer or self.scorer)
         result = self._publish(merge, provenance, ext.run_id, scanned=head, written=written)
         self.restore_collected(ext.blob_files)
@@ -323,9 +314,14 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, AliasOps, KeptSearchOps, 
                 scanned = head
             head_version = self.read_version(head)
             tasks, extra = merge(head_version)
+            # The next summary from the head's and the changed path: written before the index
+            # that names it (an index never points at missing data).
+            summary, totals = self.next_summary(head_version, tasks, provenance["task"])
+            written += self._write_summary(summary)
             version = SystemVersion(
                 number=head + 1, parent=head, root=head_version.root, tasks=tasks,
-                provenance={**provenance, **extra, "rebases": attempt,
+                summary=summary.hash,
+                provenance={**provenance, **extra, "totals": totals, "rebases": attempt,
                             "committed_at": iso_time(self.clock())})
             data = encode_index(version)
             try:
@@ -365,37 +361,3 @@ class VersionedStore(ReadOps, QueueOps, CollectionOps, AliasOps, KeptSearchOps, 
             return CommitResult(version=number, created=False,
                                 decision=decision_text(provenance.get("decision")))
         return None
-
-
-class _ExtensionMerge:
-    """Applies one extension to a head index; decides a same-task race by score."""
-
-    def __init__(self, store: VersionedStore, task: str, path: Path, path_hash: str,
-                 base_hash: str | None, scorer: ScoreFn | None) -> None:
-        self.store, self.task, self.path, self.path_hash = store, task, path, path_hash
-        self.base_hash, self.scorer = base_hash, scorer
-
-    def __call__(self, head: SystemVersion) -> tuple[dict[str, str], dict[str, Any]]:
-        tasks = dict(head.tasks)
-        current = tasks.get(self.task)
-        if current in (None, self.base_hash, self.path_hash):
-            tasks[self.task] = self.path_hash  # nobody else committed this task since the base
-            return tasks, {}
-        existing = self.store.read_path(current)
-        incoming_tasks = {**tasks, self.task: self.path_hash}
-        if self.scorer is None:
-            s_in, s_ex = validation_accuracy(self.path), validation_accuracy(existing)
-        else:  # both read against the merged version they would be part of
-            view = self.store.load_system(head.number)
-            merged = SystemView(
-                version=replace(head, number=head.number + 1, parent=head.number,
-                                tasks=incoming_tasks),
-                root=view.root, paths={**view.paths, self.task: self.path})
-            s_in, s_ex = self.scorer(self.path, merged), self.scorer(existing, view)
-        kept = "incoming" if s_in >= s_ex else "existing"  # ties go to the newer path
-        decision = {"kind": "same_task_race", "task": self.task, "at_version": head.number,
-                    "kept": kept, "incoming": {"path": self.path_hash, "score": s_in},
-                    "existing": {"path": current, "score": s_ex}}
-        return (incoming_tasks if kept == "incoming" else tasks), {"decision": decision}
-
-
