@@ -34,6 +34,7 @@ from mu2net.node_pools import (  # noqa: F401 (re-exported: the config's public 
 
 CONFIG_NAMES = ("testing", "cpu_demo", "gpu", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16")  # training; weights are always stored in float32
+CHILD_QUALITIES = ("best", "final")
 
 
 
@@ -76,6 +77,21 @@ class SearchConfig:
     min_lr_ratio: float = 1e-3  # cosine decays to lr/1000 (mu2Net+)
     grad_clip_norm: float = 1.0
     test_examples: int = 0  # 0 = whole test split
+    # --- departures from docs/method.md, each off by default (see `DEPARTURES`) ---------------
+    # "best": a child's quality is its best validation (the paper); "final": its last one, so
+    # neither its retention nor its descendants' bar carries the max-of-V selection bias.
+    child_quality: str = "best"
+    # > 0: a child trains this many passes over the task's train split (split evenly over its
+    # validations, each capped at examples_between_validations); 0: min(N, cap) per validation.
+    child_epochs: float = 0.0
+    # Probability that the uniform parent fallback draws from the task's own population
+    # instead of all paths, once the task has a published path (iterate cycles).
+    own_lineage_fallback: float = 0.0
+    # Clone every component a child takes from the root when its parent is the root.
+    clone_root_blocks: bool = False
+    # A same-task child's opt_lr starts this many steps down the value list from its parent's
+    # (before its own mutation): the lineage anneals instead of restarting at the peak.
+    same_task_lr_steps: int = 0
 
     def __post_init__(self) -> None:
         for name in ("children_per_generation", "generations_per_cycle", "validations_per_child",
@@ -84,6 +100,15 @@ class SearchConfig:
             value = getattr(self, name)
             _require(isinstance(value, int) and value >= 1, f"search.{name}", value,
                      "an integer >= 1")
+        _require(self.child_quality in CHILD_QUALITIES, "search.child_quality",
+                 self.child_quality, f"one of {list(CHILD_QUALITIES)}")
+        _require(isinstance(self.child_epochs, (int, float)) and self.child_epochs >= 0,
+                 "search.child_epochs", self.child_epochs, "a number >= 0 (0: off)")
+        _require(isinstance(self.own_lineage_fallback, (int, float))
+                 and 0 <= self.own_lineage_fallback <= 1, "search.own_lineage_fallback",
+                 self.own_lineage_fallback, "a probability in [0, 1]")
+        _require(isinstance(self.same_task_lr_steps, int) and self.same_task_lr_steps >= 0,
+                 "search.same_task_lr_steps", self.same_task_lr_steps, "an integer >= 0")
 
 
 @dataclass(frozen=True)

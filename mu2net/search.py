@@ -31,6 +31,7 @@ from mu2net.errors import SchemaError, TaskError
 from mu2net.model import build_model, component_size
 from mu2net.mutations import (
     ancestry,
+    anneal_lr,
     default_hparams,
     mutate_adapters,
     mutate_hparams,
@@ -142,6 +143,7 @@ def plan_generation(state: SearchState, system: SystemView,
     0.5 ** offspring), else uniformly over all paths: the root, every task's published path
     and the task's own population, published or not (mu3Net's `uniform_choice` over the whole
     population). The returned state counts the new offspring of same-task parents.
+    Departures (off by default): `search.own_lineage_fallback`, `search.same_task_lr_steps`.
     """
     _check_config(state, config)
     g = state.generation
@@ -171,7 +173,10 @@ def plan_generation(state: SearchState, system: SystemView,
                 break
         parent = None
         if chosen is None:  # uniform fallback; a member of the own population is `chosen`
-            parent = candidates[int(rng.integers(len(candidates)))]
+            own_p = config.search.own_lineage_fallback  # departure; 0: off, nothing drawn
+            pool = candidates if not (own_p and state.mode == "iterate" and population
+                                      and rng.random() < own_p) else [c.path for c in population]
+            parent = pool[int(rng.integers(len(pool)))]
             chosen = own.get(parent.hash)
         if chosen is not None:  # a same-task parent: count its offspring, the child must beat it
             cand = population[chosen]
@@ -185,6 +190,8 @@ def plan_generation(state: SearchState, system: SystemView,
         hparams.update(ds)
         hparams["num_classes"] = state.task_info.num_classes
         hparams.setdefault("adapter_layers", [])
+        if parent.task == state.task and config.search.same_task_lr_steps:
+            anneal_lr(hparams, config)
         rng = state.rng(g, i, "mutate")
         fired = list(ds_fired)
         fired += mutate_hparams(hparams, config, rng)
@@ -265,7 +272,8 @@ def train_child(spec: ChildSpec, state: SearchState, system: SystemView, task: T
         outcome = train_model(model, train_ds, val_ds, budget=budget,
                               optimizer=make_optimizer(hparams, budget.total_steps, config),
                               trainable=trainable, score_fn=score_fn, best_start=best_start,
-                              execution=execution, progress=progress)
+                              execution=execution, progress=progress,
+                              quality=config.search.child_quality)
 
     components = []
     new_blobs: dict[str, str] = {}
