@@ -11,6 +11,23 @@ locations are deployment details and do not change the method version.
 The `gpu` and `tpu` variants carry the paper's values for the large ViT-L/16 agent
 (`docs/method.md` §4.1, §5.1, §6.1). `cpu_demo` and `testing` scale the numbers down for a
 2-core machine and keep every mechanism; the differences are listed in each factory's docstring.
+
+Departures from docs/method.md available in `SearchConfig` (issue 26), each off by default in
+every named config, so every config runs the paper's mechanism:
+
+* `child_quality="final"`: a child is retained, and sets its descendants' bar, by its last
+  validation instead of the best of its V (the max of V noisy validations inflates the bar).
+* `child_epochs`: a child's budget in passes over the task's train split instead of a fixed
+  example count per validation (within `examples_between_validations`).
+* `own_lineage_fallback`: in iterate cycles the uniform parent fallback stays in the task's
+  own population with this probability instead of restarting from the root or another task.
+* `clone_root_blocks`: a child of the root clones every root component it takes.
+* `same_task_lr_steps`: a same-task child's `opt_lr` starts that many steps below its
+  parent's.
+A/B status (`benchmarks/recipe/search_cycles.py`, results in `benchmarks/results/recipe.md`):
+AB_STATUS
+Not available: restoring the momentum trace from the parent (mu3Net does) needs the trace
+stored with every component blob, a change of the blob format (`mu2net.training`).
 """
 
 from __future__ import annotations
@@ -77,21 +94,12 @@ class SearchConfig:
     min_lr_ratio: float = 1e-3  # cosine decays to lr/1000 (mu2Net+)
     grad_clip_norm: float = 1.0
     test_examples: int = 0  # 0 = whole test split
-    # --- departures from docs/method.md, each off by default (see `DEPARTURES`) ---------------
-    # "best": a child's quality is its best validation (the paper); "final": its last one, so
-    # neither its retention nor its descendants' bar carries the max-of-V selection bias.
-    child_quality: str = "best"
-    # > 0: a child trains this many passes over the task's train split (split evenly over its
-    # validations, each capped at examples_between_validations); 0: min(N, cap) per validation.
-    child_epochs: float = 0.0
-    # Probability that the uniform parent fallback draws from the task's own population
-    # instead of all paths, once the task has a published path (iterate cycles).
-    own_lineage_fallback: float = 0.0
-    # Clone every component a child takes from the root when its parent is the root.
-    clone_root_blocks: bool = False
-    # A same-task child's opt_lr starts this many steps down the value list from its parent's
-    # (before its own mutation): the lineage anneals instead of restarting at the peak.
-    same_task_lr_steps: int = 0
+    # departures from docs/method.md, each off by default (listed in the module docstring)
+    child_quality: str = "best"  # "final": retain and set bars by the last validation
+    child_epochs: float = 0.0  # > 0: passes over the train split per child (within the cap)
+    own_lineage_fallback: float = 0.0  # P(uniform fallback stays in the own population)
+    clone_root_blocks: bool = False  # a child of the root clones every root component
+    same_task_lr_steps: int = 0  # a same-task child's opt_lr starts this many steps lower
 
     def __post_init__(self) -> None:
         for name in ("children_per_generation", "generations_per_cycle", "validations_per_child",
