@@ -304,3 +304,31 @@ def test_cycle_record_classes_children_and_the_cause_of_a_stuck_cycle():
     assert summary["causes"] == {"noise": 1, "restarts": 0, "worse": 1}
     assert summary["outcomes"]["restart:wasted"] == 2
     assert summary["own_lineage_share"] == pytest.approx(4 / 8, abs=1e-3)
+
+
+# === why no "re-measured parent bar" mechanism ===============================================
+
+
+def test_a_parent_re_measured_on_the_same_subset_reproduces_its_recorded_bar(tmp_path):
+    """The bar a child faces is its parent's best validation on the task's fixed subset.
+    Evaluating the parent again on that subset gives the same number: the bar's inflation is
+    the choice among V checkpoints (what `child_quality="final"` removes), not evaluation
+    noise, so re-measuring on the same subset would change nothing."""
+    from mu2net_helpers import root_system
+
+    from mu2net.blobs import ChainBlobs, FileBlobs
+    from mu2net.predict import path_accuracy
+    from mu2net.search import start_cycle, train_child
+    from mu2net.training import validation_subset
+
+    system, store = root_system(CONFIG, str(tmp_path / "store"))
+    task = digits_task("digits", limit=300)
+    state = start_cycle(system, task.info, CONFIG, seed=1, run_id="r")
+    state, specs = plan_generation(state, system, CONFIG)
+    child = train_child(specs[0], state, system, task, CONFIG, store, str(tmp_path / "out"))
+    assert child.improved
+    images, labels = validation_subset(task.info.name, *task.arrays("validation"),
+                                       CONFIG.search.validation_examples)
+    again = path_accuracy(child.path, images, labels,
+                          ChainBlobs([FileBlobs(child.new_blobs), store]))
+    assert again == pytest.approx(child.path.metrics["validation_accuracy"], abs=1e-6)
