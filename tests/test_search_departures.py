@@ -128,7 +128,7 @@ def _train(quality, best_start=-math.inf, lr=0.1):
     params = {n: init_component(n, arch, h, i) for i, n in enumerate(names)}
     model = build_model(arch, h, params, trainable=names)
     train_ds, val_ds = random_image_batches()
-    budget = Budget(16, 2, 4)
+    budget = Budget(16, 2, 3)
     outcome = train_model(model, train_ds, val_ds, budget=budget,
                           optimizer=make_optimizer({**h, "opt_lr": lr}, budget.total_steps,
                                                    CONFIG),
@@ -141,17 +141,16 @@ def _train(quality, best_start=-math.inf, lr=0.1):
 
 def test_final_quality_retains_the_last_validation_and_its_weights():
     best, _ = _train("best")
-    final, weights = _train("final")
-    assert final.curve == best.curve  # same seeds, same training
     assert best.quality == max(best.curve)
+    # the bar is compared with the final validation only: >= passes, above it fails
+    final, weights = _train("final", best_start=best.curve[-1])
+    assert final.curve == best.curve  # same seeds, same training
     assert final.quality == final.curve[-1] and final.improved
     for name, params in weights.items():
         for key, value in params.items():
             np.testing.assert_array_equal(final.params[name][key], value)
-    # the bar is compared with the final validation only: >= passes, above it fails
-    assert _train("final", best_start=final.curve[-1])[0].improved
-    rejected, _ = _train("final", best_start=final.curve[-1] + 1e-6)
-    assert not rejected.improved and rejected.best_score == final.curve[-1] + 1e-6
+    rejected, _ = _train("final", best_start=best.curve[-1] + 1e-6)
+    assert not rejected.improved and rejected.best_score == best.curve[-1] + 1e-6
 
 
 def test_unknown_child_quality_is_refused():
@@ -162,7 +161,7 @@ def test_unknown_child_quality_is_refused():
 # === the own-lineage fallback =================================================================
 
 
-def _fallback_counts(config, mode, runs=200):
+def _fallback_counts(config, mode, runs=120):
     # decay selection passes over a member with many offspring (0.5 ** 60), so every child
     # falls back to the uniform draw
     own = Candidate(_path("digits", {"opt_lr": 0.02}, accuracy=0.7), 0.7, 60)
@@ -176,11 +175,11 @@ def _fallback_counts(config, mode, runs=200):
 
 def test_own_lineage_fallback_keeps_iterate_children_in_the_lineage():
     off = _fallback_counts(CONFIG, "iterate")
-    assert off["digits"] / 400 == pytest.approx(1 / 3, abs=0.07)  # root, letters, own
+    assert off["digits"] / 240 == pytest.approx(1 / 3, abs=0.08)  # root, letters, own
     always = _fallback_counts(with_search(CONFIG, own_lineage_fallback=1.0), "iterate")
-    assert always == Counter({"digits": 400})
+    assert always == Counter({"digits": 240})
     half = _fallback_counts(with_search(CONFIG, own_lineage_fallback=0.5), "iterate")
-    assert half["digits"] / 400 == pytest.approx(0.5 + 0.5 / 3, abs=0.07)
+    assert half["digits"] / 240 == pytest.approx(0.5 + 0.5 / 3, abs=0.08)
     # an onboard cycle (no published path yet) keeps the paper's draw
     onboard = _fallback_counts(with_search(CONFIG, own_lineage_fallback=1.0), "onboard")
     assert onboard[ROOT_TASK] > 0 and onboard["letters"] > 0
