@@ -1,16 +1,33 @@
 """One typed, frozen config per pipeline, with named variants.
 
 `get_config(name)` returns one of `testing`, `cpu_demo`, `gpu`, `tpu`, or a config read from a
-JSON/YAML file (`mu2net.config_files`). The method-relevant part
-(architecture, hyperparameter space, search budgets, score constants) is serialised to canonical
-JSON and hashed: that hash is the *method version*, recorded in every path and every system
-version, so a change to the method itself can be rolled out to the live system and analysed per
-version (the continual development methodology of the mu2Net+ paper). Placement and data
-locations are deployment details and do not change the method version.
+JSON/YAML file (`mu2net.config_files`). The method-relevant part (architecture, hyperparameter
+space, search budgets, score constants) is serialised to canonical JSON and hashed: that hash
+is the *method version*, recorded in every path and every system version, so a change to the
+method itself can be rolled out to the live system and analysed per version (the continual
+development methodology of the mu2Net+ paper). Placement and data locations are deployment
+details and do not change the method version.
 
 The `gpu` and `tpu` variants carry the paper's values for the large ViT-L/16 agent
 (`docs/method.md` §4.1, §5.1, §6.1). `cpu_demo` and `testing` scale the numbers down for a
 2-core machine and keep every mechanism; the differences are listed in each factory's docstring.
+
+Departures from docs/method.md available in `SearchConfig` (issue 26), each off by default in
+every named config (so every config runs the paper's mechanism, and keeps its method version):
+* `child_quality="final"`: a child is retained, and sets its descendants' bar, by its last
+  validation instead of the best of its V (the max of V noisy validations inflates the bar).
+* `child_epochs`: a child's budget in passes over the task's train split instead of a fixed
+  example count per validation (within `examples_between_validations`).
+* `own_lineage_fallback`: in iterate cycles the uniform parent fallback stays in the task's
+  own population with this probability instead of restarting from the root or another task.
+* `clone_root_blocks`: a child of the root clones every root component it takes.
+* `same_task_lr_steps`: a same-task child's `opt_lr` starts that many steps below its parent's.
+A/B on digits, 3 seeds x 3 cycles (`benchmarks/results/stuck_lineages.md`): no gain beyond
+seed noise from `child_quality`, `own_lineage_fallback` or `clone_root_blocks` (+1.7 points,
+one seed's, at 1.0x the root's size), a loss from `same_task_lr_steps`; all stay off.
+`child_epochs` is a no-op on the suite (no task has more than 4,096 training images).
+Not available: restoring the momentum trace from the parent (mu3Net does) needs the trace
+stored with every component blob, a change of the blob format (`mu2net.training`).
 """
 
 from __future__ import annotations
@@ -34,7 +51,9 @@ from mu2net.node_pools import (  # noqa: F401 (re-exported: the config's public 
 
 CONFIG_NAMES = ("testing", "cpu_demo", "gpu", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16")  # training; weights are always stored in float32
-
+CHILD_QUALITIES = ("best", "final")
+SEARCH_DEPARTURES = ("child_quality", "child_epochs", "own_lineage_fallback", "clone_root_blocks",
+                     "same_task_lr_steps")
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,12 @@ class SearchConfig:
     min_lr_ratio: float = 1e-3  # cosine decays to lr/1000 (mu2Net+)
     grad_clip_norm: float = 1.0
     test_examples: int = 0  # 0 = whole test split
+    # departures from docs/method.md, each off by default (listed in the module docstring)
+    child_quality: str = "best"  # "final": retain and set bars by the last validation
+    child_epochs: float = 0.0  # > 0: passes over the train split per child (within the cap)
+    own_lineage_fallback: float = 0.0  # P(uniform fallback stays in the own population)
+    clone_root_blocks: bool = False  # a child of the root clones every root component
+    same_task_lr_steps: int = 0  # a same-task child's opt_lr starts this many steps lower
 
     def __post_init__(self) -> None:
         for name in ("children_per_generation", "generations_per_cycle", "validations_per_child",
@@ -84,6 +109,15 @@ class SearchConfig:
             value = getattr(self, name)
             _require(isinstance(value, int) and value >= 1, f"search.{name}", value,
                      "an integer >= 1")
+        _require(self.child_quality in CHILD_QUALITIES, "search.child_quality",
+                 self.child_quality, f"one of {list(CHILD_QUALITIES)}")
+        _require(isinstance(self.child_epochs, (int, float)) and self.child_epochs >= 0,
+                 "search.child_epochs", self.child_epochs, "a number >= 0 (0: off)")
+        _require(isinstance(self.own_lineage_fallback, (int, float))
+                 and 0 <= self.own_lineage_fallback <= 1, "search.own_lineage_fallback",
+                 self.own_lineage_fallback, "a probability in [0, 1]")
+        _require(isinstance(self.same_task_lr_steps, int) and self.same_task_lr_steps >= 0,
+                 "search.same_task_lr_steps", self.same_task_lr_steps, "an integer >= 0")
 
 
 @dataclass(frozen=True)
@@ -137,15 +171,18 @@ class Config:
         _require(self.precision in PRECISIONS, "precision", self.precision,
                  f"one of {list(PRECISIONS)}")
 
-    # --- method version -------------------------------------------------------------------
     def method_dict(self) -> dict[str, Any]:
-        """The parts that define the method (what the method version hashes)."""
-        return {
-            "architecture": dataclasses.asdict(self.architecture),
-            "hparams": [dataclasses.asdict(hp) for hp in self.hparams.params],
-            "search": dataclasses.asdict(self.search),
-            "score": dataclasses.asdict(self.score),
-        }
+        """The parts that define the method (what the method version hashes). The departures
+        added later (`SEARCH_DEPARTURES`) count only when set: a config at their defaults keeps
+        the method version it had, so searches and recorded config JSON stay valid."""
+        search = dataclasses.asdict(self.search)
+        defaults = SearchConfig.__dataclass_fields__
+        for name in SEARCH_DEPARTURES:
+            if search[name] == defaults[name].default:
+                del search[name]
+        return {"architecture": dataclasses.asdict(self.architecture),
+                "hparams": [dataclasses.asdict(hp) for hp in self.hparams.params],
+                "search": search, "score": dataclasses.asdict(self.score)}
 
     @property
     def method_version(self) -> str:

@@ -34,7 +34,7 @@ from mu2net.model import (
     init_component,
     resize_posembed,
 )
-from mu2net.schema import Component, Path
+from mu2net.schema import ROOT_TASK, Component, Path
 
 ACTIONS = ("reuse", "clone", "interpolate", "init")
 # hparams mutated per child (the ds_* ones are sampled once per generation, §5.4)
@@ -125,6 +125,16 @@ def mutate_hparams(hparams: dict[str, Any], config: Config,
     return fired
 
 
+def anneal_lr(hparams: dict[str, Any], config: Config) -> None:
+    """A same-task child's `opt_lr` starts `search.same_task_lr_steps` steps down the ordered
+    value list from its parent's (clipped at the lowest), in place: along a lineage the peak
+    learning rate anneals instead of every child restarting at the parent's peak. A departure
+    from docs/method.md (off by default); no randomness is drawn."""
+    values = config.hparams.get("opt_lr").values
+    i = value_index(hparams["opt_lr"], values)
+    hparams["opt_lr"] = values[max(i - config.search.same_task_lr_steps, 0)]
+
+
 def mutate_adapters(hparams: dict[str, Any], config: Config,
                     rng: np.random.Generator) -> list[str]:
     """Drops adapters of removed layers; with `mutate_adapters`, `add:residual_adapter_i`
@@ -199,11 +209,17 @@ def plan_components(hparams: dict[str, Any], ancestry: Sequence[Path], task: str
     reuse. Not found: a position embedding is the root's resized to the new image size; any
     other component is freshly initialised (a new task's head is zero).
 
+    With `search.clone_root_blocks`, a child whose parent is the root clones every component
+    it takes from the root (no `clone:` draw).
+
     `init_seed(name)` gives the seed of a fresh component. Hparams are updated in place with
     the learned clone probabilities. Returns (slots, fired clone actions).
     """
     slots: list[Slot] = []
     fired: list[str] = []
+    # departure (search.clone_root_blocks): a child of the root clones every root component
+    clone_root = config.search.clone_root_blocks and bool(ancestry) and (
+        ancestry[0].task == ROOT_TASK)
     for name in component_names(hparams):
         expected = component_shapes(name, arch, hparams)
         source = None
@@ -221,7 +237,8 @@ def plan_components(hparams: dict[str, Any], ancestry: Sequence[Path], task: str
             else:
                 slots.append(Slot(name, "init", None, int(init_seed(name))))
             continue
-        if trainable_for(source, task, users):
+        if trainable_for(source, task, users) or (
+                clone_root and source.creator == ROOT_TASK):
             slots.append(Slot(name, "clone", source))
         elif do_mutate(hparams, "clone:" + name, rng, config):  # hparams is the child's dict
             slots.append(Slot(name, "clone", source))

@@ -32,6 +32,7 @@ from mu2net.model import build_model, component_size
 from mu2net.mutations import (
     ParentPool,
     ancestry,
+    anneal_lr,
     default_hparams,
     mutate_adapters,
     mutate_hparams,
@@ -143,6 +144,7 @@ def plan_generation(state: SearchState, system: SystemView,
     0.5 ** offspring), else uniformly over all paths: the root, every task's published path
     and the task's own population, published or not (mu3Net's `uniform_choice` over the whole
     population). The returned state counts the new offspring of same-task parents.
+    Departures (off by default): `search.own_lineage_fallback`, `search.same_task_lr_steps`.
     """
     _check_config(state, config)
     g = state.generation
@@ -170,7 +172,11 @@ def plan_generation(state: SearchState, system: SystemView,
                 break
         parent = None
         if chosen is None:  # uniform fallback; a member of the own population is `chosen`
-            parent = known.candidate(int(rng.integers(known.candidates())))
+            own_p = config.search.own_lineage_fallback  # departure; 0: off, nothing drawn
+            if own_p and state.mode == "iterate" and population and rng.random() < own_p:
+                parent = population[int(rng.integers(len(population)))].path
+            else:
+                parent = known.candidate(int(rng.integers(known.candidates())))
             chosen = own.get(parent.hash)
         if chosen is not None:  # a same-task parent: count its offspring, the child must beat it
             cand = population[chosen]
@@ -184,6 +190,8 @@ def plan_generation(state: SearchState, system: SystemView,
         hparams.update(ds)
         hparams["num_classes"] = state.task_info.num_classes
         hparams.setdefault("adapter_layers", [])
+        if parent.task == state.task and config.search.same_task_lr_steps:
+            anneal_lr(hparams, config)
         rng = state.rng(g, i, "mutate")
         fired = list(ds_fired)
         fired += mutate_hparams(hparams, config, rng)
@@ -264,7 +272,8 @@ def train_child(spec: ChildSpec, state: SearchState, system: SystemView, task: T
         outcome = train_model(model, train_ds, val_ds, budget=budget,
                               optimizer=make_optimizer(hparams, budget.total_steps, config),
                               trainable=trainable, score_fn=score_fn, best_start=best_start,
-                              execution=execution, progress=progress)
+                              execution=execution, progress=progress,
+                              quality=config.search.child_quality)
 
     components = []
     new_blobs: dict[str, str] = {}

@@ -8,10 +8,11 @@
   decay to lr/1000 at step T (`SearchConfig.min_lr_ratio`).
 * Budget: T = V x B steps, B = ceil(min(N_train, examples_between_validations) / batch); V
   evenly spaced validations on a fixed validation subset. The search always trains all T steps.
+  With `SearchConfig.child_epochs` the budget follows the task's size instead (`child_budget`).
 * Retention: `best` starts at the same-task parent's score (-inf otherwise); after each
   validation, if score(child) >= best, the trainable components are snapshotted and best is
   raised. The child is *improved* iff a snapshot was taken; its components are then the
-  snapshot.
+  snapshot. With `SearchConfig.child_quality="final"` only the last validation counts.
 * Early stopping (optional, off in the search; the benchmarks' baselines use it to train to
   convergence): `patience=P` stops after P validations in a row without a strictly higher
   validation accuracy; the outcome then reports the steps actually trained.
@@ -26,7 +27,9 @@ tf.data shuffle, and nothing draws from a global RNG, so a child trained twice w
 spec gives bit-identical weights on the same backend and machine.
 
 Momentum state is not carried over from an ancestor (a mu3Net addition) and is kept in float32
-(the paper keeps it in bfloat16).
+(the paper keeps it in bfloat16). Restoring it would need the trace stored with each
+component's blob (a change of the blob format and of every published path's size on disk):
+not done.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from mu2net.config import Config
+from mu2net.config import CHILD_QUALITIES, Config
 from mu2net.distribute import active_replicas, replicas_in_sync
 from mu2net.errors import ConfigError, TaskError
 from mu2net.model import component_layers
@@ -70,14 +73,21 @@ class Budget:
 
 
 def child_budget(config: Config, num_train: int) -> Budget:
-    """T = V x ceil(min(N_train, examples_between_validations) / batch). The batch shrinks to
-    the train split when the split is smaller than one batch."""
+    """T = V x ceil(E / batch), E = min(N_train, examples_between_validations) examples per
+    validation; with `search.child_epochs` = e > 0, E = min(ceil(e x N_train / V),
+    examples_between_validations): the child's budget follows the task's size, in passes over
+    its train split, within the same cap. The batch shrinks to the train split when the split
+    is smaller than one batch."""
     if num_train < 1:
         raise TaskError("the train split is empty: nothing to train on")
     search = config.search
     batch = min(search.batch_size, num_train)
-    per_val = math.ceil(min(num_train, search.examples_between_validations) / batch)
-    return Budget(batch, per_val, search.validations_per_child)
+    per_val_examples = num_train
+    if search.child_epochs > 0:
+        per_val_examples = math.ceil(search.child_epochs * num_train
+                                     / search.validations_per_child)
+    per_val = math.ceil(min(per_val_examples, search.examples_between_validations) / batch)
+    return Budget(batch, max(per_val, 1), search.validations_per_child)
 
 
 @dataclass
@@ -274,11 +284,15 @@ def resolve_execution(execution: str, total_steps: int, replicas: int = 1) -> bo
 def train_model(model, train_ds, val_ds, *, budget: Budget, optimizer, trainable: list[str],
                 score_fn: Callable[[float], float], best_start: float,
                 execution: str = "auto", patience: int | None = None,
-                progress: Callable[[int, int], None] | None = None) -> TrainOutcome:
+                progress: Callable[[int, int], None] | None = None,
+                quality: str = "best") -> TrainOutcome:
     """Train `model` for the whole budget with V validations and best-checkpoint retention.
 
     `train_ds` must yield at least T batches (repeat it); `val_ds` is the fixed subset.
     Improved iff some validation scored >= `best_start` (which is -inf for a new task).
+    `quality="final"` (`SearchConfig.child_quality`): only the last validation counts: the
+    outcome's quality is the final validation, improved iff it scores >= `best_start`, and the
+    params are the final ones (no max-of-V selection bias in the bar the child sets).
     `patience`: stop early once the validation accuracy has not risen strictly for that many
     validations in a row (None: always train the whole budget, as the search does); the
     outcome's steps and examples are those actually trained. `progress(done, total)` is
@@ -286,10 +300,15 @@ def train_model(model, train_ds, val_ds, *, budget: Budget, optimizer, trainable
     """
     if patience is not None and patience < 1:
         raise ConfigError(f"patience={patience} is invalid: expected None or >= 1")
+    if quality not in CHILD_QUALITIES:
+        raise ConfigError(f"quality={quality!r} is invalid: expected one of "
+                          f"{list(CHILD_QUALITIES)}")
     replicas = active_replicas(model)
     run_eagerly = resolve_execution(execution, budget.total_steps, replicas)
     compile_model(model, optimizer, run_eagerly=run_eagerly)
-    retention = _classes()["Retention"](score_fn, best_start, list(trainable), patience)
+    # final: no snapshot along the way (best = +inf), the decision is taken after the last one
+    retention = _classes()["Retention"](score_fn, math.inf if quality == "final" else best_start,
+                                        list(trainable), patience)
     start = time.perf_counter()
     callbacks = [retention]
     if progress is not None:
@@ -301,17 +320,24 @@ def train_model(model, train_ds, val_ds, *, budget: Budget, optimizer, trainable
     model.fit(train_ds, steps_per_epoch=budget.steps_per_validation, epochs=budget.validations,
               validation_data=val_ds, callbacks=callbacks, verbose=0, shuffle=False)
     seconds = time.perf_counter() - start
-    improved = retention.snapshot is not None
-    if improved:
+    if quality == "final":
+        value = retention.curve[-1]
+        best_score = score_fn(value)
+        improved = best_score >= best_start
+        if not improved:
+            best_score = best_start
+    else:
+        value = max(retention.curve)
+        best_score = retention.best
+        improved = retention.snapshot is not None
+    if improved and quality == "best":
         params = retention.snapshot
-        quality = max(retention.curve)
     else:
         layers = component_layers(model)
         params = {n: layers[n].get_params() for n in trainable}
-        quality = max(retention.curve)
     steps = len(retention.curve) * budget.steps_per_validation  # fewer if stopped early
     return TrainOutcome(improved=improved, params=params, curve=list(retention.curve),
-                        quality=quality, best_score=retention.best, steps=steps,
+                        quality=value, best_score=best_score, steps=steps,
                         examples=steps * budget.batch_size, seconds=seconds,
                         losses=retention.losses, replicas=replicas)
 

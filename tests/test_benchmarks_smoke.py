@@ -301,8 +301,9 @@ def test_recipe_finetune_curve_smoke():
     assert max(number(c) for c in curve.split(",")) == pytest.approx(number(best), abs=5e-4)
 
 
-def test_recipe_search_cycles_smoke():
-    proc = run("recipe/search_cycles.py", "--smoke")
+def test_recipe_search_cycles_smoke(tmp_path):
+    records = tmp_path / "cycles.json"
+    proc = run("recipe/search_cycles.py", "--smoke", "--json", str(records))
     lines = proc.stdout.splitlines()
     (cycle,) = [x for x in lines if x.startswith("digits cycle 1:")]
     test, validation = re.search(r"test ([\d.]+), validation ([\d.]+)", cycle).groups()
@@ -314,6 +315,13 @@ def test_recipe_search_cycles_smoke():
     accounted = re.search(r"digits: accounted ([\d,]+), new ([\d,]+)", proc.stdout).groups()
     total = re.search(r"total params ([\d,]+)", proc.stdout).group(1)
     assert 0 < number(accounted[1]) <= number(accounted[0]) <= number(total)
+    # the stuck-lineage record: one per cycle, every child classed, summarised at the end
+    (cycle_record,) = json.loads(records.read_text())["cycles"]
+    assert cycle_record["kept"] and cycle_record["mode"] == "onboard"
+    assert len(cycle_record["rows"]) == 4
+    assert cycle_record["test_accuracy"] == pytest.approx(number(test), abs=1e-4)
+    summary = json.loads(proc.stdout.split("stuck lineages: ", 1)[1].splitlines()[0])
+    assert summary["iterate_cycles"] == 0 and summary["stuck_fraction"] is None
 
 
 def test_pod_bytes_smoke(tmp_path):
