@@ -92,7 +92,7 @@ def test_queued_task_survives_a_crash_after_the_commit(tmp_path, monkeypatch):
         pytest.approx(task["test_accuracy"])
     with open(step_outputs(out["pipeline_root"], "report-run", "system")) as fh:
         page = fh.read()
-    assert '<g id="path-digits">' in page and "Search, per cycle" in page
+    assert '<g id="path-digits">' in page and "Search of this cycle" in page
     # the cycle's search record travels with the committed path
     search = store.load_system().paths["digits"].metrics["search"]
     assert len(search["children"]) == get_config(CONFIG).search.generations_per_cycle * \
