@@ -238,24 +238,33 @@ def system_html(store: Any, version: int | None = None, *,
         out.append(_search_section(r, svg[f"search-v{r['version']}"], open_=k == 0))
     out += ["<h2>History</h2>"] + [f"<figure id='fig-{n}'>{svg[n]}</figure>"
                                    for n in ("accuracy", "params", "methods")]
-    out.append("<details open><summary>Versions</summary><table><tr><th>version</th>"
-               "<th class='l'>committed (UTC)</th><th class='l'>change</th>"
-               "<th class='l'>run id</th><th class='l'>KFP run</th><th class='l'>method</th>"
-               "<th class='l'>code</th><th>tasks</th><th>task test acc</th>"
-               "<th>mean test acc</th><th>total params</th></tr>")
+    out += versions_table(rows)
+    out.append("</table></details></body></html>")
+    return "\n".join(out)
+
+
+def versions_table(rows: list[Mapping[str, Any]]) -> list[str]:
+    """The history's versions table, newest first (the report and the run's page); a row's
+    `tasks` and `total_params` may be None (an index written before provenance totals)."""
+    esc = html.escape
+    out = ["<details open><summary>Versions</summary><table><tr><th>version</th>"
+           "<th class='l'>committed (UTC)</th><th class='l'>change</th>"
+           "<th class='l'>run id</th><th class='l'>KFP run</th><th class='l'>method</th>"
+           "<th class='l'>code</th><th>tasks</th><th>task test acc</th>"
+           "<th>mean test acc</th><th>total params</th></tr>"]
     for r in reversed(rows):
+        params = "-" if r["total_params"] is None else f"{r['total_params']:,}"
         out.append(f"<tr><td>{r['version']}</td>"
                    f"<td class='l'>{esc((r['committed_at'] or '-')[:19].replace('T', ' '))}</td>"
                    f"<td class='l'>{esc(r['change'])}</td>"
                    f"<td class='l'>{esc(r['run_id'] or '-')}</td>"
                    f"<td class='l'>{esc(r['kfp_run_id'] or '-')}</td>"
                    f"<td class='l'>{esc(r['method_version'])}</td>"
-                   f"<td class='l'>{esc(r['code_version'] or '-')}</td><td>{r['tasks']}</td>"
+                   f"<td class='l'>{esc(r['code_version'] or '-')}</td>"
+                   f"<td>{'-' if r['tasks'] is None else r['tasks']}</td>"
                    f"<td>{_cell(r['task_test_accuracy'])}</td>"
-                   f"<td>{_cell(r['mean_test_accuracy'])}</td>"
-                   f"<td>{r['total_params']:,}</td></tr>")
-    out.append("</table></details></body></html>")
-    return "\n".join(out)
+                   f"<td>{_cell(r['mean_test_accuracy'])}</td><td>{params}</td></tr>")
+    return out
 
 
 def _search_section(row: Mapping[str, Any], svg: str, *, open_: bool) -> str:

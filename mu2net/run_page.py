@@ -19,7 +19,7 @@ from typing import Any
 
 from mu2net.errors import IntegrityError, StoreError
 from mu2net.history import change_text, run_info, run_text
-from mu2net.report import STYLE, _cell, _search_section
+from mu2net.report import STYLE, _cell, _search_section, versions_table
 from mu2net.schema import SystemView
 from mu2net.status import path_entry
 
@@ -113,22 +113,6 @@ def run_html(store: Any, view: SystemView, task: str, *,
                                 svg["search"], open_=True)]
     out += [f"<h2>History (the last {len(rows)} versions)</h2>"]
     out.append(f"<figure id='fig-accuracy'>{svg['accuracy']}</figure>")
-    out.append("<details open><summary>Versions</summary><table><tr><th>version</th>"
-               "<th class='l'>committed (UTC)</th><th class='l'>change</th>"
-               "<th class='l'>run id</th><th class='l'>KFP run</th><th class='l'>method</th>"
-               "<th class='l'>code</th><th>tasks</th><th>task test acc</th>"
-               "<th>mean test acc</th><th>total params</th></tr>")
-    for r in reversed(rows):
-        params = "-" if r["total_params"] is None else f"{r['total_params']:,}"
-        out.append(f"<tr><td>{r['version']}</td>"
-                   f"<td class='l'>{esc((r['committed_at'] or '-')[:19].replace('T', ' '))}</td>"
-                   f"<td class='l'>{esc(r['change'])}</td>"
-                   f"<td class='l'>{esc(r['run_id'] or '-')}</td>"
-                   f"<td class='l'>{esc(r['kfp_run_id'] or '-')}</td>"
-                   f"<td class='l'>{esc(r['method_version'])}</td>"
-                   f"<td class='l'>{esc(r['code_version'] or '-')}</td>"
-                   f"<td>{'-' if r['tasks'] is None else r['tasks']}</td>"
-                   f"<td>{_cell(r['task_test_accuracy'])}</td>"
-                   f"<td>{_cell(r['mean_test_accuracy'])}</td><td>{params}</td></tr>")
+    out += versions_table(rows)
     out.append("</table></details></body></html>")
     return "\n".join(out)
