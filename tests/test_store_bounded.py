@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_store import Delegate, init_store, make_extension, make_store
+from test_store import Delegate, make_extension, make_store
+from test_store_maintenance import three_versions
 
 from mu2net.cli import main
 from mu2net.store.layout import HEAD_KEY, blob_key, path_key, version_key
@@ -23,12 +24,8 @@ WINDOW_S = 10.0
 
 def four_versions(store_uri: str, folder: str):
     """Versions 0..3 as the module docstring says; returns (store, a1, a2, b1, T)."""
-    store = make_store(store_uri)
-    root = init_store(store, folder)
-    a1 = make_extension(folder, root, "cifar", "a1", 0)
-    store.commit(a1)
-    a2 = make_extension(folder, root, "cifar", "a2", 1, accuracy=0.9)
-    store.commit(a2)
+    store, a1, a2 = three_versions(store_uri, folder)
+    root = store.load_system(0).root
     t = time.time() + 1000
     store.clock = lambda: t
     b1 = make_extension(folder, root, "svhn", "b1", 2)

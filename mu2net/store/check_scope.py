@@ -11,7 +11,8 @@ it, only `--all` (which lists `versions/`) finds it."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, TypeVar
 
 from mu2net.errors import IntegrityError, StoreError
 from mu2net.schema import SystemVersion
@@ -20,6 +21,8 @@ from mu2net.store.collect import retention_window
 from mu2net.store.documents import parse_document
 from mu2net.store.layout import version_key
 from mu2net.store.versioned import VersionedStore
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from mu2net.store.maintenance import CheckReport
@@ -36,20 +39,21 @@ def fetch(store: VersionedStore, key: str) -> tuple[bytes | None, str]:
     return (None, "") if got is None else (got[0], "")
 
 
-def listing(store: VersionedStore, prefix: str, report: CheckReport) -> list[str]:
+def _listed(list_fn: Callable[[str], Iterable[T]], prefix: str, report: CheckReport) -> list[T]:
+    """The listing under `prefix`; [] with the problem recorded when it cannot be listed."""
     try:
-        return list(store.backend.list(prefix))
+        return list(list_fn(prefix))
     except StoreError as exc:
         report.problems.append(f"{prefix} cannot be listed: {exc}")
         return []
+
+
+def listing(store: VersionedStore, prefix: str, report: CheckReport) -> list[str]:
+    return _listed(store.backend.list, prefix, report)
 
 
 def info_listing(store: VersionedStore, prefix: str, report: CheckReport) -> list[ObjectInfo]:
-    try:
-        return list(store.backend.list_info(prefix))
-    except StoreError as exc:
-        report.problems.append(f"{prefix} cannot be listed: {exc}")
-        return []
+    return _listed(store.backend.list_info, prefix, report)
 
 
 def _read_index(store: VersionedStore, number: int) -> tuple[SystemVersion | None, str]:
