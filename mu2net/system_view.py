@@ -73,13 +73,7 @@ class SystemView:
 
     def component_users(self) -> dict[str, set[str]]:
         """component id -> tasks whose published path uses it (the root owns no lock)."""
-        if self.stored_summary() is not None:
-            return self.summary.users()
-        users: dict[str, set[str]] = {}
-        for task, path in self.paths.items():
-            for cid in path.component_ids:
-                users.setdefault(cid, set()).add(task)
-        return users
+        return view_summary(self).users()
 
     @functools.cached_property
     def _users(self) -> dict[str, set[str]]:
@@ -94,13 +88,7 @@ class SystemView:
 
     def total_params(self) -> int:
         """Parameters of the deployed set: every distinct component of every task path."""
-        if self.stored_summary() is not None:
-            return self.summary.total_params()
-        seen: dict[str, int] = {}
-        for path in self.paths.values():
-            for comp in path.components:
-                seen[comp.id] = comp.num_params
-        return sum(seen.values())
+        return view_summary(self).total_params()
 
 
 # === the stored summary =====================================================================
