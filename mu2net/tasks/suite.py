@@ -94,6 +94,12 @@ def _glyph_digits() -> tuple[dict, list[str]]:
                          glyphs.Jitter()), list(chars)
 
 
+def _glyph_uppercase() -> tuple[dict, list[str]]:
+    chars = string.ascii_uppercase
+    return glyphs.render("glyph_uppercase", glyphs.all_font_items(), chars, 6,
+                         glyphs.Jitter()), list(chars)
+
+
 def _glyph_styles() -> tuple[dict, list[str]]:
     chars = string.ascii_uppercase + string.ascii_lowercase + string.digits
     # No rotation: a slanted upright glyph would look italic.
@@ -143,6 +149,12 @@ SUITE: dict[str, SuiteTask] = {t.name: t for t in (
         f"Digits 0-9 rendered like glyph_letters from the same {len(glyphs.all_font_items())} "
         f"fonts, 6 renders per font and digit. {_HELD_OUT}.",
         10, (28, 28, 1), {"train": 3180, "validation": 540, "test": 1200}, _glyph_digits),
+    SuiteTask(
+        "glyph_uppercase",
+        f"Capital letters A-Z rendered like glyph_letters from the same "
+        f"{len(glyphs.all_font_items())} fonts, 6 renders per font and letter: the suite's "
+        f"largest task, where a child's fixed example budget is under 4 epochs. {_HELD_OUT}.",
+        26, (28, 28, 1), {"train": 8268, "validation": 1404, "test": 3120}, _glyph_uppercase),
     SuiteTask(
         "glyph_styles",
         "Font style of a glyph: regular / bold / italic / bold_italic. A-Z, a-z, 0-9 rendered "
