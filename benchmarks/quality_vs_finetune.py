@@ -116,6 +116,10 @@ def bench_config(args: argparse.Namespace):
         changes["examples_between_validations"] = args.examples_between_validations
     if args.generations:
         changes["generations_per_cycle"] = args.generations
+    if args.children:
+        changes["children_per_generation"] = args.children
+    if args.child_epochs:
+        changes["child_epochs"] = args.child_epochs
     if changes:
         config = config.replace(search=dataclasses.replace(config.search, **changes))
     if args.opt_lr_default is not None:
@@ -225,6 +229,8 @@ def run(args: argparse.Namespace, workdir: str,
         "search": dataclasses.asdict(config.search), "cycles": args.cycles,
         "overrides": {"examples_between_validations": args.examples_between_validations,
                       "generations_per_cycle": args.generations,
+                      "children_per_generation": args.children,
+                      "child_epochs": args.child_epochs,
                       "opt_lr_default": args.opt_lr_default},
         "baselines": {k: getattr(args, k) for k in (
             "ft_lrs", "probe_lrs", "scratch_lrs", "pm_lrs", "ft_epoch_examples",
@@ -312,7 +318,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--examples-between-validations", type=int, default=None,
         help="override the config's search budget per validation")
     add("--generations", type=int, default=None,
-        help="override the config's generations per cycle")
+        help="override the config's generations per cycle (G of the K x G layout)")
+    add("--children", type=int, default=None,
+        help="override the config's children per generation (K of the K x G layout)")
+    add("--child-epochs", type=float, default=None,
+        help="search.child_epochs: a child's budget in passes over the task's train split, "
+             "within --examples-between-validations per validation (a departure, off by "
+             "default)")
     add("--opt-lr-default", type=float, default=None,
         help="override the config's default opt_lr (the root path's value, where children "
              "of the root start)")
