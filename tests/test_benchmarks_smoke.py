@@ -149,8 +149,8 @@ def test_quality_vs_finetune_smoke(tmp_path):
 def test_quality_vs_finetune_renders_a_json_before_the_baselines_split(tmp_path):
     """`--render` of a run recorded before early stopping was recorded per run and before the
     parameter-matched baselines: the cap decides (a run at the cap has not converged)."""
-    data = json.loads(open(os.path.join(REPO, "benchmarks", "results",
-                                        "quality_vs_finetune.json")).read())
+    data = json.loads(open(os.path.join(REPO, "benchmarks", "results", "history",
+                                        "quality_vs_finetune_cap25.json")).read())
     rows = [r for r in data["rows"] if r["method"] != "finetune_matched"]
     for r in rows:
         for sweep_run in (r.get("sweep") or {}).values():
@@ -419,3 +419,26 @@ def test_task_sequence_counts_a_changed_prediction():
     nudged[0, 0] = np.nextafter(np.float32(0), np.float32(1))
     out = compare(recorded, {"t": nudged})["t"]
     assert out["changed"] == 0 and not out["bit_identical"]
+
+
+def test_readme_where_the_system_stands_is_the_recorded_run():
+    """README's "Where the system stands" is rewritten from the recorded full run: its
+    done-when block has the run's PASS/FAIL, check by check, and its table the run's means
+    (a new run whose README block was not rewritten fails here)."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    from quality.summary import accuracies, done_when, summary
+
+    with open(os.path.join(REPO, "benchmarks", "results", "quality_vs_finetune.json")) as fh:
+        data = json.load(fh)
+    readme = open(os.path.join(REPO, "README.md")).read()
+    section = readme[readme.index("**Where the system stands**"):readme.index("## Concepts")]
+    block = section[section.index("```\n") + 4:]
+    block = block[:block.index("```")]
+    statuses = [line.split()[0] for line in block.splitlines() if line.strip()]
+    checks = done_when(data)
+    assert statuses == ["PASS" if ok else "FAIL" for _, ok, _ in checks]
+    assert f"{data['total_seconds'] / 60:.1f} min on 2 cores" in section
+    assert data["header"]["revision"] in section
+    for method in summary(data):
+        mean = sum(accuracies(data, method)) / len(accuracies(data, method))
+        assert f"| {mean * 100:.1f}" in section, (method, mean)
