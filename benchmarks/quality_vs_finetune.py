@@ -453,6 +453,11 @@ def run_seeds_in_workers(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
             if proc.poll() is not None:
                 running.remove((seed, proc))
                 if proc.returncode != 0:
+                    # stop the other workers first: leaving this block removes `tmp`, their
+                    # stores included, under them
+                    for _, other in running:
+                        other.terminate()
+                        other.wait()
                     raise SystemExit(f"the worker of seed {seed} failed (exit "
                                      f"{proc.returncode})")
     parts = []

@@ -177,6 +177,23 @@ def test_quality_vs_finetune_renders_a_json_before_the_baselines_split(tmp_path)
     assert (tmp_path / "quality_vs_finetune.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_quality_vs_finetune_renders_a_run_without_fine_tuning(tmp_path):
+    """A run of other baselines only (`--baselines logreg`, e.g. a search-budget A/B) renders:
+    the done-when block says fine-tuning was not run, the tables leave it out."""
+    data = json.loads(open(os.path.join(REPO, "benchmarks", "results",
+                                        "quality_vs_finetune.json")).read())
+    kept = ("mu2net", "logreg")
+    data["rows"] = [r for r in data["rows"] if r["method"] in kept]
+    data["method_seconds"] = {m: s for m, s in data["method_seconds"].items() if m in kept}
+    data["baselines"]["baselines"] = ["logreg"]
+    old = tmp_path / "no_ft.json"
+    old.write_text(json.dumps(data))
+    run("quality_vs_finetune.py", "--render", str(old), "--out-dir", str(tmp_path))
+    text = (tmp_path / "quality_vs_finetune.md").read_text()
+    assert "FAIL  finetune in this run: not run (--baselines)" in text
+    assert "| mnist_5k | 2.0 | not run |" in text
+
+
 def test_step_efficiency_smoke(tmp_path):
     out = tmp_path / "step.md"
     run("step_efficiency.py", "--smoke", "--output", str(out))

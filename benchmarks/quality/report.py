@@ -278,9 +278,11 @@ def report(data: dict[str, Any], png_name: str) -> str:
     lines += _cycles_table(data, tasks)
     lines += ["## Per task: standard deviation of test accuracy across seeds (points)", "",
               "| task | mu2Net+ | fine-tuning |", "|---|---:|---:|"]
-    for task in tasks:
+    for task in tasks:  # fine-tuning: "not run" in a run of other baselines (--baselines)
+        ft = (f"{seed_std(accuracies(data, 'finetune', task)) * 100:.1f}"
+              if "finetune" in methods else "not run")
         lines.append(f"| {task} | {seed_std(accuracies(data, 'mu2net', task)) * 100:.1f} | "
-                     f"{seed_std(accuracies(data, 'finetune', task)) * 100:.1f} |")
+                     f"{ft} |")
     lines += [""] + _size_table(data, tasks)
     workers = len(data.get("worker_seconds", {})) or 1
     lines += ["## Time per method (whole run, all seeds)", "",
