@@ -23,11 +23,11 @@ every named config (so every config runs the paper's mechanism, and keeps its me
 * `clone_root_blocks`: a child of the root clones every root component it takes.
 * `same_task_lr_steps`: a same-task child's `opt_lr` starts that many steps below its parent's.
 A/B on digits, 3 seeds x 3 cycles (`benchmarks/results/stuck_lineages.md`): no gain beyond
-seed noise from `child_quality`, `own_lineage_fallback` or `clone_root_blocks` (+1.7 points,
-one seed's, at 1.0x the root's size), a loss from `same_task_lr_steps`; all stay off.
-`child_epochs` is a no-op on the suite (no task has more than 4,096 training images).
-Not available: restoring the momentum trace from the parent (mu3Net does) needs the trace
-stored with every component blob, a change of the blob format (`mu2net.training`).
+seed noise from `child_quality`, `own_lineage_fallback` or `clone_root_blocks` (+1.7, one
+seed's, at 1.0x the root's size), a loss from `same_task_lr_steps`; all stay off.
+Budget by task size (glyph_uppercase, cap 16,384): +2.3 points at 2x examples, caps kept
+(`benchmarks/results/child_budget.md`). Not available: restoring the parent's momentum trace
+(mu3Net does): it needs the trace stored with every component blob (a blob format change).
 """
 
 from __future__ import annotations
