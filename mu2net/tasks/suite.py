@@ -82,22 +82,15 @@ def _digits() -> tuple[dict, list[str]]:
     return splits, list(packaged.DIGIT_CLASSES)
 
 
-def _glyph_letters() -> tuple[dict, list[str]]:
-    chars = "ABCDEFGHIJ"
-    return glyphs.render("glyph_letters", glyphs.all_font_items(), chars, 6,
-                         glyphs.Jitter()), list(chars)
+def _glyph_chars(task: str, chars: str) -> Callable[[], tuple[dict, list[str]]]:
+    """A task of `chars` labelled by character, 6 jittered renders per font."""
+    return lambda: (glyphs.render(task, glyphs.all_font_items(), chars, 6, glyphs.Jitter()),
+                    list(chars))
 
 
-def _glyph_digits() -> tuple[dict, list[str]]:
-    chars = string.digits
-    return glyphs.render("glyph_digits", glyphs.all_font_items(), chars, 6,
-                         glyphs.Jitter()), list(chars)
-
-
-def _glyph_uppercase() -> tuple[dict, list[str]]:
-    chars = string.ascii_uppercase
-    return glyphs.render("glyph_uppercase", glyphs.all_font_items(), chars, 6,
-                         glyphs.Jitter()), list(chars)
+_glyph_letters = _glyph_chars("glyph_letters", "ABCDEFGHIJ")
+_glyph_digits = _glyph_chars("glyph_digits", string.digits)
+_glyph_uppercase = _glyph_chars("glyph_uppercase", string.ascii_uppercase)
 
 
 def _glyph_styles() -> tuple[dict, list[str]]:
