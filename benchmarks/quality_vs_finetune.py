@@ -104,6 +104,17 @@ def onboard(store, task, config, seed: int, cycles: int, workdir: str) -> dict[s
 # === the run ================================================================================
 
 
+# SearchConfig fields the command line may override, and the argument that does it
+SEARCH_OVERRIDES = {"examples_between_validations": "examples_between_validations",
+                    "generations_per_cycle": "generations",
+                    "children_per_generation": "children", "child_epochs": "child_epochs"}
+
+
+def search_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Every overridable SearchConfig field and its command-line value (None: not given)."""
+    return {field: getattr(args, arg) for field, arg in SEARCH_OVERRIDES.items()}
+
+
 def bench_config(args: argparse.Namespace):
     """The named config, with the search budgets the command line overrides (if any)."""
     import dataclasses
@@ -111,15 +122,7 @@ def bench_config(args: argparse.Namespace):
     from mu2net.config import get_config
 
     config = get_config(args.config)
-    changes = {}
-    if args.examples_between_validations:
-        changes["examples_between_validations"] = args.examples_between_validations
-    if args.generations:
-        changes["generations_per_cycle"] = args.generations
-    if args.children:
-        changes["children_per_generation"] = args.children
-    if args.child_epochs:
-        changes["child_epochs"] = args.child_epochs
+    changes = {field: value for field, value in search_overrides(args).items() if value}
     if changes:
         config = config.replace(search=dataclasses.replace(config.search, **changes))
     if args.opt_lr_default is not None:
@@ -227,11 +230,7 @@ def run(args: argparse.Namespace, workdir: str,
     data: dict[str, Any] = {
         "config": config.name, "method_version": config.method_version,
         "search": dataclasses.asdict(config.search), "cycles": args.cycles,
-        "overrides": {"examples_between_validations": args.examples_between_validations,
-                      "generations_per_cycle": args.generations,
-                      "children_per_generation": args.children,
-                      "child_epochs": args.child_epochs,
-                      "opt_lr_default": args.opt_lr_default},
+        "overrides": {**search_overrides(args), "opt_lr_default": args.opt_lr_default},
         "baselines": {k: getattr(args, k) for k in (
             "ft_lrs", "probe_lrs", "scratch_lrs", "pm_lrs", "ft_epoch_examples",
             "ft_max_epochs", "probe_max_epochs", "scratch_max_epochs", "ft_patience",

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 
@@ -443,7 +444,7 @@ def test_readme_where_the_system_stands_is_the_recorded_run():
     done-when block has the run's PASS/FAIL, check by check, and its table the run's means
     (a new run whose README block was not rewritten fails here)."""
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    from quality.summary import accuracies, done_when, summary
+    from quality.summary import done_when, summary
 
     with open(os.path.join(REPO, "benchmarks", "results", "quality_vs_finetune.json")) as fh:
         data = json.load(fh)
@@ -456,6 +457,6 @@ def test_readme_where_the_system_stands_is_the_recorded_run():
     assert statuses == ["PASS" if ok else "FAIL" for _, ok, _ in checks]
     assert f"{data['total_seconds'] / 60:.1f} min on 2 cores" in section
     assert data["header"]["revision"] in section
-    for method in summary(data):
-        mean = sum(accuracies(data, method)) / len(accuracies(data, method))
+    for method, row in summary(data).items():
+        mean = statistics.fmean(row["acc"])
         assert f"| {mean * 100:.1f}" in section, (method, mean)
