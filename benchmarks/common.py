@@ -9,6 +9,8 @@ functions that need them.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import datetime
 import math
 import os
@@ -98,6 +100,56 @@ def fmt_ci(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     if math.isnan(half):
         return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f} ± {half * scale:.{digits}f}"
+
+
+# Every `SearchConfig` field the search benchmarks (`quality_vs_finetune.py`,
+# `recipe/search_cycles.py`) let the command line override: flag -> (field, type, help). The
+# K x G layout, the budgets, and the departures from docs/method.md (mu2net/config.py's
+# docstring lists them, each off in every named config).
+SEARCH_FLAGS: dict[str, tuple[str, type, str]] = {
+    "children": ("children_per_generation", int, "K of the K x G layout"),
+    "generations": ("generations_per_cycle", int, "G of the K x G layout"),
+    "examples-between-validations": ("examples_between_validations", int,
+                                     "a child's examples per validation, at most"),
+    "validation-examples": ("validation_examples", int, "the fixed validation subset's size"),
+    "child-epochs": ("child_epochs", float,
+                     "a child's budget in passes over the task's train split, within "
+                     "--examples-between-validations per validation (a departure)"),
+    "child-quality": ("child_quality", str, "best or final (a departure)"),
+    "own-lineage-fallback": ("own_lineage_fallback", float,
+                             "P(the uniform parent fallback stays in the task's own "
+                             "population) once it has a published path (a departure)"),
+    "clone-root-blocks": ("clone_root_blocks", bool,
+                          "a child of the root clones every root component (a departure)"),
+    "same-task-lr-steps": ("same_task_lr_steps", int,
+                           "a same-task child's opt_lr starts this many steps below its "
+                           "parent's (a departure)"),
+}
+
+
+def add_search_flags(parser: argparse.ArgumentParser) -> None:
+    """One `--flag` per `SEARCH_FLAGS` entry, default None (the config's value)."""
+    for flag, (field, kind, text) in SEARCH_FLAGS.items():
+        text = f"search.{field}: {text}"
+        if kind is bool:
+            parser.add_argument("--" + flag, action="store_true", default=None, help=text)
+        else:
+            parser.add_argument("--" + flag, type=kind, default=None, help=text)
+
+
+def search_overrides(args: argparse.Namespace) -> dict:
+    """`SearchConfig` field -> the command line's value, for every flag (None: not given)."""
+    return {field: getattr(args, flag.replace("-", "_"), None)
+            for flag, (field, _, _) in SEARCH_FLAGS.items()}
+
+
+def with_search_overrides(config, args: argparse.Namespace):
+    """The config with every search flag given applied, and those overrides."""
+    changes = {field: value for field, value in search_overrides(args).items()
+               if value is not None}
+    if changes:
+        config = config.replace(search=dataclasses.replace(config.search, **changes))
+    return config, changes
 
 
 def random_child(config, hparams, trainable: list[str]):

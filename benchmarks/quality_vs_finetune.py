@@ -75,12 +75,10 @@ def onboard(store, task, config, seed: int, cycles: int, workdir: str) -> dict[s
         cycle_dir = os.path.join(workdir, f"cycle{cycle}")
         start = time.perf_counter()
         system = store.load_system()
-        published = system.paths.get(name)  # cycles that kept it count (other seeds)
         extension = evolve(system, task, config, store, seed=seed,
                            run_id=f"bench-{seed}-{name}-{cycle}", workdir=cycle_dir,
                            mode="onboard" if cycle == 1 else "iterate",
-                           kept_cycles=store.kept_searches(name, published.hash)
-                           if published is not None else 0)
+                           kept_cycles=store.kept_cycles(system, name))
         result = store.commit(extension, scorer=config_scorer(config))
         seconds += time.perf_counter() - start
         with open(os.path.join(cycle_dir, "state.json")) as fh:
@@ -104,27 +102,14 @@ def onboard(store, task, config, seed: int, cycles: int, workdir: str) -> dict[s
 # === the run ================================================================================
 
 
-# SearchConfig fields the command line may override, and the argument that does it
-SEARCH_OVERRIDES = {"examples_between_validations": "examples_between_validations",
-                    "generations_per_cycle": "generations",
-                    "children_per_generation": "children", "child_epochs": "child_epochs"}
-
-
-def search_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Every overridable SearchConfig field and its command-line value (None: not given)."""
-    return {field: getattr(args, arg) for field, arg in SEARCH_OVERRIDES.items()}
-
-
 def bench_config(args: argparse.Namespace):
-    """The named config, with the search budgets the command line overrides (if any)."""
+    """The named config, with the search fields (`common.SEARCH_FLAGS`) and the default
+    opt_lr the command line overrides (if any)."""
     import dataclasses
 
     from mu2net.config import get_config
 
-    config = get_config(args.config)
-    changes = {field: value for field, value in search_overrides(args).items() if value}
-    if changes:
-        config = config.replace(search=dataclasses.replace(config.search, **changes))
+    config, _ = common.with_search_overrides(get_config(args.config), args)
     if args.opt_lr_default is not None:
         config = config.replace(hparams=type(config.hparams)(tuple(
             dataclasses.replace(hp, default=args.opt_lr_default) if hp.name == "opt_lr" else hp
@@ -230,7 +215,7 @@ def run(args: argparse.Namespace, workdir: str,
     data: dict[str, Any] = {
         "config": config.name, "method_version": config.method_version,
         "search": dataclasses.asdict(config.search), "cycles": args.cycles,
-        "overrides": {**search_overrides(args), "opt_lr_default": args.opt_lr_default},
+        "overrides": {**common.search_overrides(args), "opt_lr_default": args.opt_lr_default},
         "baselines": {k: getattr(args, k) for k in (
             "ft_lrs", "probe_lrs", "scratch_lrs", "pm_lrs", "ft_epoch_examples",
             "ft_max_epochs", "probe_max_epochs", "scratch_max_epochs", "ft_patience",
@@ -314,16 +299,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="folder of cached roots (default: mu2net.root_cache.ROOT_CACHE_DIR)")
     add("--cycles", type=int, default=None,
         help="search cycles per task (default: the config's onboard_cycles, else 1)")
-    add("--examples-between-validations", type=int, default=None,
-        help="override the config's search budget per validation")
-    add("--generations", type=int, default=None,
-        help="override the config's generations per cycle (G of the K x G layout)")
-    add("--children", type=int, default=None,
-        help="override the config's children per generation (K of the K x G layout)")
-    add("--child-epochs", type=float, default=None,
-        help="search.child_epochs: a child's budget in passes over the task's train split, "
-             "within --examples-between-validations per validation (a departure, off by "
-             "default)")
+    common.add_search_flags(parser)
     add("--opt-lr-default", type=float, default=None,
         help="override the config's default opt_lr (the root path's value, where children "
              "of the root start)")

@@ -41,14 +41,7 @@ from mu2net.mutations import (
     slot_params,
 )
 from mu2net.params_io import param_shapes, params_sha256, write_file_atomic, write_params
-from mu2net.schema import (
-    Component,
-    Extension,
-    Path,
-    SystemView,
-    check_mode,
-    lock_holders,
-)
+from mu2net.schema import Component, Extension, Path, SystemView, check_mode, lock_holders
 from mu2net.scoring import forward_flops, path_score, score_constants, score_value
 from mu2net.search_state import (
     Candidate,
@@ -106,13 +99,13 @@ def planned_accounted_params(spec: ChildSpec, system: SystemView, config: Config
 
 
 def start_cycle(system: SystemView, task_info: TaskInfo, config: Config, *, seed: int,
-                run_id: str, mode: str = "onboard", kept_cycles: int = 0) -> SearchState:
+                run_id: str, mode: str = "onboard", kept_cycles: int | None = None) -> SearchState:
     """The state at the start of one cycle. `onboard`: the task is new to the system and the
     population starts empty. `iterate`: the task's published path is the population's first
     member, scored against the system, and its own unshared components become trainable
-    (they are always cloned, never modified). `kept_cycles`: cycles since that path was
-    published that kept it (published nothing; `store.kept_searches`): they count, so this
-    cycle's seeds differ from theirs."""
+    (they are always cloned, never modified). `kept_cycles` (iterate: required): cycles since
+    that path was published that kept it (`store.kept_cycles(system, task)`): they count, so
+    this cycle's seeds differ from theirs (else a kept cycle is replayed draw for draw)."""
     check_mode(mode)
     population: tuple[Candidate, ...] = ()
     cycle = 0
@@ -124,6 +117,9 @@ def start_cycle(system: SystemView, task_info: TaskInfo, config: Config, *, seed
         if published is None:
             raise TaskError(f"task {task_info.name!r} is not in system version "
                             f"{system.number}: use mode='onboard'")
+        if kept_cycles is None:
+            raise TaskError(f"kept_cycles=None for an iterate cycle of {task_info.name!r}: pass "
+                            "store.kept_cycles(system, task)")
         score = path_score(published, system, config.architecture, config.score)
         # Offspring counts persist across cycles (mu3Net keeps the retained path object, with
         # its count, from one cycle to the next), so decay selection keeps decaying.
@@ -378,11 +374,10 @@ def close_cycle(state: SearchState, task: TaskData, config: Config, blobs: BlobS
 def evolve(system: SystemView, task: TaskData, config: Config, blobs: BlobSource, *,
            seed: int, run_id: str, workdir: str, mode: str = "onboard",
            execution: str = "auto", code_version: str = "",
-           data_parallel: str | None = None, kept_cycles: int = 0) -> Extension:
-    """One whole search cycle in process: the same steps the pipeline runs, in a loop.
-    New blobs are written to `<workdir>/blobs/`; the state after each generation to
-    `<workdir>/state.json` (its `history` records every child). `kept_cycles`: see
-    `start_cycle` (`store.kept_searches(task, published path hash)`)."""
+           data_parallel: str | None = None, kept_cycles: int | None = None) -> Extension:
+    """One whole search cycle in process: the same steps the pipeline runs, in a loop. New
+    blobs go to `<workdir>/blobs/`; the state after each generation to `<workdir>/state.json`
+    (its `history` records every child). `kept_cycles`: see `start_cycle`."""
     state = start_cycle(system, task.info, config, seed=seed, run_id=run_id, mode=mode,
                         kept_cycles=kept_cycles)
     out_dir = os.path.join(workdir, "blobs")

@@ -186,11 +186,9 @@ def start_step(*, info_dir: str, store_uri: str, seed: int, run_id: str, config_
         raise StoreError(f"store {store_uri!r} is empty: create version 0 with `mu2net init`")
     request = _read_json(os.path.join(info_dir, REQUEST_FILE), "task request")
     system = store.load_system(base)
-    published = system.paths.get(request["task"])
-    kept = store.kept_searches(request["task"], published.hash) if published else 0
     state = search.start_cycle(system, TaskInfo.from_dict(request["task_info"]), config,
                                seed=int(seed), run_id=run_id, mode=request["mode"],
-                               kept_cycles=kept)
+                               kept_cycles=store.kept_cycles(system, request["task"]))
     store.acquire_lease(run_id, ttl_s=lease_ttl(config, target), base_version=base)
     save_state(state, state_dir)
     return {"base_version": base, "task": state.task, "mode": state.mode, "run_id": run_id,

@@ -460,3 +460,58 @@ def test_readme_where_the_system_stands_is_the_recorded_run():
     for method, row in summary(data).items():
         mean = statistics.fmean(row["acc"])
         assert f"| {mean * 100:.1f}" in section, (method, mean)
+
+
+def test_every_search_flag_sets_its_search_config_field():
+    """`common.SEARCH_FLAGS`, the one table behind both search benchmarks' flags: each flag
+    parses to its type and lands in the named `SearchConfig` field; none given changes
+    nothing."""
+    import argparse
+    import dataclasses
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import common
+
+    from mu2net.config import get_config
+
+    config = get_config("cpu_demo")
+    values = {int: "3", float: "0.5", str: "final"}
+    for flag, (field, kind, _) in common.SEARCH_FLAGS.items():
+        parser = argparse.ArgumentParser()
+        common.add_search_flags(parser)
+        argv = [f"--{flag}"] + ([] if kind is bool else [values[kind]])
+        changed, overrides = common.with_search_overrides(config, parser.parse_args(argv))
+        expected = True if kind is bool else kind(values[kind])
+        assert overrides == {field: expected}
+        assert getattr(changed.search, field) == expected
+        assert changed.search == dataclasses.replace(config.search, **{field: expected})
+    parser = argparse.ArgumentParser()
+    common.add_search_flags(parser)
+    assert common.with_search_overrides(config, parser.parse_args([])) == (config, {})
+
+
+def test_recipe_search_cycles_passes_a_departure_flag_to_the_config():
+    proc = run("recipe/search_cycles.py", "--smoke", "--clone-root-blocks")
+    assert "overrides {'clone_root_blocks': True}" in proc.stdout
+    base = run("recipe/search_cycles.py", "--smoke")
+    assert "overrides {}" in base.stdout
+    # the flag changes the method version the config records (and so the run)
+    version = re.compile(r"config testing (m-[0-9a-f]+)")
+    assert version.search(proc.stdout).group(1) != version.search(base.stdout).group(1)
+
+
+def test_recipe_momentum_restore_smoke(tmp_path):
+    """A restored trace reaches the optimizer: the parent's trace is non-zero and the child
+    that starts from it trains differently from the zero-trace child on the same batches."""
+    out = tmp_path / "momentum.json"
+    proc = run("recipe/momentum_restore.py", "--smoke", "--json", str(out))
+    norm = float(re.search(r"trace norm ([\d.]+)", proc.stdout).group(1))
+    assert positive(norm)
+    (record,) = json.loads(out.read_text())["records"]
+    zero, restored = record["zero"], record["restored"]
+    for arm in (zero, restored):
+        assert 0 < arm["best_validation"] <= 1 and 0 < arm["test"] <= 1
+        assert arm["best_validation"] == max(arm["curve"])
+    assert zero["curve"] != restored["curve"]
+    diff = re.search(r"restored - zero, test: mean ([-+\d.]+) points", proc.stdout).group(1)
+    assert float(diff) == pytest.approx(100 * (restored["test"] - zero["test"]), abs=0.01)

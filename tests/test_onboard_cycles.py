@@ -79,8 +79,10 @@ def test_each_cycle_reports_the_accuracy_it_committed_and_a_table_at_the_end(
         request = resolve_request(store, task_spec, mode, f"run-{len(runs)}")
         info = ingest_request(store, request, os.path.join(work, "task"), None)
         task = load_prepared(prepared_dir(os.path.join(work, "task"), info.name))
-        ext = evolve(store.load_system(), task, config, store, seed=seed, mode=mode,
-                     run_id=f"run-{len(runs)}", workdir=os.path.join(work, "search"))
+        system = store.load_system()
+        ext = evolve(system, task, config, store, seed=seed, mode=mode,
+                     run_id=f"run-{len(runs)}", workdir=os.path.join(work, "search"),
+                     kept_cycles=store.kept_cycles(system, task.info.name))
         store.commit(ext, scorer=config_scorer(config))
         return {"line": f"{ext.task}: version {store.head()} committed", "seconds": 1.0}
 

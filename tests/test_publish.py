@@ -141,7 +141,7 @@ def test_alias_cli_and_predict_reads_the_aliased_version(tmp_path, capsys):
     nothing; `alias set`, and `predict --task TASK@prod` reads the aliased version."""
     from PIL import Image
 
-    from mu2net.search import close_cycle, evolve, start_cycle
+    from mu2net.search import close_cycle, evolve, plan_generation, start_cycle
 
     config = get_config("testing")
     config = config.replace(search=dataclasses.replace(
@@ -153,12 +153,22 @@ def test_alias_cli_and_predict_reads_the_aliased_version(tmp_path, capsys):
                  workdir=str(tmp_path / "w"))
     assert store.commit(ext).version == 1
     # an iterate cycle whose population never changed: its best is the published path
-    state = start_cycle(store.load_system(1), task.info, config, seed=0, run_id="r2",
-                        mode="iterate")
+    system = store.load_system(1)
+    assert store.kept_cycles(system, "digits") == 0
+    state = start_cycle(system, task.info, config, seed=0, run_id="r2", mode="iterate",
+                        kept_cycles=store.kept_cycles(system, "digits"))
     kept = close_cycle(state, task, config, store)
     result = store.commit(kept)
     assert (result.created, store.head()) == (False, 1) and result.note.startswith(
         "no change: version 1 kept")
+    # the next cycle counts the one that kept the path: its draws are not a replay of it
+    assert store.kept_cycles(store.load_system(1), "digits") == 1
+    after = start_cycle(store.load_system(1), task.info, config, seed=0, run_id="r3",
+                        mode="iterate", kept_cycles=store.kept_cycles(system, "digits"))
+    assert after.cycle == state.cycle + 1
+    assert plan_generation(after, system, config)[1] != plan_generation(state, system,
+                                                                        config)[1]
+    assert store.kept_cycles(system, "letters") == 0  # a task the version does not hold
     uri = store.uri
     assert main(["alias", "set", "digits", "prod", "--at", "1", "--store", uri]) == 0
     assert "digits@prod -> version 1" in capsys.readouterr().out

@@ -158,7 +158,10 @@ def test_iterate_mode_starts_from_the_published_path_and_clones_its_own_componen
         start_cycle(system, task.info, CONFIG, seed=0, run_id="r")
     with pytest.raises(TaskError, match="not in system version 0"):
         start_cycle(two_tasks["system0"], task.info, CONFIG, seed=0, run_id="r", mode="iterate")
-    state = start_cycle(system, task.info, CONFIG, seed=0, run_id="r2", mode="iterate")
+    with pytest.raises(TaskError, match="kept_cycles=None for an iterate cycle of 'digits'"):
+        start_cycle(system, task.info, CONFIG, seed=0, run_id="r2", mode="iterate")
+    state = start_cycle(system, task.info, CONFIG, seed=0, run_id="r2", mode="iterate",
+                        kept_cycles=0)
     published = system.paths["digits"]
     assert [c.path for c in state.population] == [published] and state.cycle == 1
     assert state.population[0].offspring == published.metrics["offspring"] >= 1
@@ -272,11 +275,12 @@ def test_offspring_counts_persist_from_one_cycle_to_the_next():
                       CONFIG.method_version, metrics={"validation_accuracy": 0.8, "offspring": 3,
                                                       "num_cycles": 2})
     system = _system(published, _fake_path("letters"))
-    state = start_cycle(system, _state().task_info, CONFIG, seed=0, run_id="r", mode="iterate")
+    state = start_cycle(system, _state().task_info, CONFIG, seed=0, run_id="r", mode="iterate",
+                        kept_cycles=0)
     assert state.population[0].offspring == 3 and state.cycle == 2
     # taken by decay selection with probability 0.5 ** 3, not 1 as for a fresh path
     firsts = Counter(plan_generation(start_cycle(system, _state().task_info, CONFIG, seed=s,
-                                                 run_id="r", mode="iterate"),
+                                                 run_id="r", mode="iterate", kept_cycles=0),
                                      system, CONFIG)[1][0].parent == published.hash
                      for s in range(300))
     assert firsts[True] / 300 == pytest.approx(0.125 + 0.875 / 3, abs=0.07)

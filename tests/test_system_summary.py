@@ -175,7 +175,8 @@ def test_a_plan_on_the_lazy_view_draws_the_same_children_as_on_the_eager_view(tm
     drawn = set()
     for seed in range(12):
         eager = _eager(store, head)
-        state0 = start_cycle(eager, info, config, seed=seed, run_id="r", mode="iterate")
+        state0 = start_cycle(eager, info, config, seed=seed, run_id="r", mode="iterate",
+                             kept_cycles=0)
         published = eager.paths[names[3]]
         # own, unpublished members with many offspring: the uniform fallback draws mostly
         extra = dataclasses.replace(published, hparams={**published.hparams, "opt_lr": 0.01})

@@ -4,21 +4,26 @@ per cycle whether it kept a child and why not (`mu2net.lineage`).
 
 Run: .venv/bin/python benchmarks/recipe/search_cycles.py mnist_5k 2 [SEED]  # tasks, cycles
      .venv/bin/python benchmarks/recipe/search_cycles.py --smoke   # testing config, digits, 1
-Search flags (each overrides one `SearchConfig` field; see `mu2net/config.py`): --children K
---generations G, --child-quality, --child-epochs, --own-lineage-fallback, --clone-root-blocks,
---same-task-lr-steps, --validation-examples, --examples-between-validations. `--json FILE`
+Search flags (each overrides one `SearchConfig` field: `common.SEARCH_FLAGS`, shared with
+`quality_vs_finetune.py`): --children K, --generations G, --child-quality, --child-epochs,
+--own-lineage-fallback, --clone-root-blocks, --same-task-lr-steps, --validation-examples,
+--examples-between-validations. `--json FILE`
 writes one record per cycle (test accuracy, the lineage record) for `stuck_lineages.py`.
 """
 
 import argparse
-import dataclasses
 import json
 import os
+import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common import add_search_flags, with_search_overrides  # noqa: E402
+
 from mu2net.blobs import DirBlobs
-from mu2net.config import Config, get_config
+from mu2net.config import get_config
 from mu2net.lineage import cycle_record, summarise
 from mu2net.root import build_root
 from mu2net.root_cache import cached_pretrained_root
@@ -27,22 +32,6 @@ from mu2net.search import evolve
 from mu2net.search_state import SearchState
 from mu2net.store import open_store
 from mu2net.tasks.suite import ROOT_TASK_NAME, load_suite_task
-
-SEARCH_FLAGS = {"children": int, "generations": int, "child-quality": str,
-                "child-epochs": float, "own-lineage-fallback": float,
-                "same-task-lr-steps": int, "validation-examples": int,
-                "examples-between-validations": int}
-_FIELD = {"children": "children_per_generation", "generations": "generations_per_cycle"}
-
-
-def with_overrides(config: Config, args: argparse.Namespace) -> tuple[Config, dict]:
-    """The config with every given search flag applied, and the overrides."""
-    overrides = {}
-    for flag in [*SEARCH_FLAGS, "clone-root-blocks"]:
-        value = getattr(args, flag.replace("-", "_"))
-        if value is not None:
-            overrides[_FIELD.get(flag, flag.replace("-", "_"))] = value
-    return config.replace(search=dataclasses.replace(config.search, **overrides)), overrides
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,11 +42,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="CI's check: the testing config from a random root, task digits, "
                              "one cycle")
-    for flag, kind in SEARCH_FLAGS.items():
-        parser.add_argument("--" + flag, type=kind, default=None,
-                            help=f"search.{flag.replace('-', '_')}")
-    parser.add_argument("--clone-root-blocks", action="store_true", default=None,
-                        help="search.clone_root_blocks")
+    add_search_flags(parser)
     parser.add_argument("--json", help="write the per-cycle records here")
     args = parser.parse_args()
     if args.smoke:
@@ -76,7 +61,7 @@ def main() -> None:
     else:
         config = get_config("cpu_demo")
         root, blobs, _ = cached_pretrained_root(config, load_suite_task(ROOT_TASK_NAME))
-    config, overrides = with_overrides(config, args)
+    config, overrides = with_search_overrides(config, args)
     print(f"config {config.name} {config.method_version} overrides {overrides}", flush=True)
     records = []
     tmp = tempfile.mkdtemp()
@@ -93,7 +78,8 @@ def main() -> None:
                            path_score(published, system, config.architecture, config.score))
             ext = evolve(system, task, config, store, seed=seed,
                          run_id=f"recipe-{name}-{cycle}", workdir=workdir,
-                         mode="onboard" if cycle == 0 else "iterate")
+                         mode="onboard" if cycle == 0 else "iterate",
+                         kept_cycles=store.kept_cycles(system, name))
             store.commit(ext, scorer=config_scorer(config))
             metrics = store.load_system().paths[name].metrics
             print(f"{name} cycle {cycle + 1}: test {metrics['test_accuracy']:.4f}, validation "

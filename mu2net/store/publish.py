@@ -110,6 +110,12 @@ class KeptSearchOps:
                 continue
         raise ConflictError(f"{key} kept changing; retry later")
 
+    def kept_cycles(self, system: Any, task: str) -> int:
+        """`kept_searches` of the task's published path in `system` (0 if it has none): what
+        `search.start_cycle` needs so that a cycle does not replay one that kept the path."""
+        published = system.paths.get(task)
+        return 0 if published is None else self.kept_searches(task, published.hash)
+
     def kept_searches(self, task: str, path_hash: str) -> int:
         """How many cycles searched `task` from `path_hash` and kept it."""
         from mu2net.store.documents import parse_document
