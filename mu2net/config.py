@@ -23,11 +23,11 @@ every named config (so every config runs the paper's mechanism, and keeps its me
 * `clone_root_blocks`: a child of the root clones every root component it takes.
 * `same_task_lr_steps`: a same-task child's `opt_lr` starts that many steps below its parent's.
 A/B on digits, 3 seeds x 3 cycles (`benchmarks/results/stuck_lineages.md`): no gain beyond
-seed noise from `child_quality`, `own_lineage_fallback` or `clone_root_blocks` (+1.7, one
-seed's, at 1.0x the root's size), a loss from `same_task_lr_steps`; all stay off.
+seed noise from `child_quality` or `clone_root_blocks` (+1.7, one seed's, at 1.0x the root's
+size), a loss from `same_task_lr_steps`; `own_lineage_fallback` on 5 tasks: +1.0, noise.
 Budget by task size (glyph_uppercase, cap 16,384): +2.3 points at 2x examples, caps kept
-(`benchmarks/results/child_budget.md`). Not available: restoring the parent's momentum trace
-(mu3Net does): it needs the trace stored with every component blob (a blob format change).
+(`benchmarks/results/child_budget.md`). Not built: restoring the parent's momentum trace
+(mu3Net does): -0.3 / +0.1 test points measured in isolation (stuck_lineages.md, section 5).
 """
 
 from __future__ import annotations
@@ -285,14 +285,13 @@ def cpu_demo() -> Config:
       85.9 %). Paid once and shipped in `roots/` (`mu2net root build --config cpu_demo`).
     * Per child: 8 validations (the paper's number) of <= 4,096 examples, i.e. 8 epochs of
       a 3.5k-image task, batch 64; 2 children per generation (in parallel on 2 pods), 2
-      generations per cycle, 3 cycles per onboarding (`onboard_cycles`). On MNIST-5k from
-      the same root, 4 validations x 3 generations reached 89.0 % / 90.1 % test after cycles
-      1 / 2, 8 validations x 2 generations 92.1 % / 93.9 % (fewer, longer-trained children
-      keep the lineage training longer for the same examples). Over 3 seeds cycles 1-4 give
-      85.7 / 94.1 / 95.2 / 95.1 % on MNIST-5k: a third cycle pays, a fourth not. On the
-      5-task x 3-seed quality benchmark 3 cycles instead of 2 lift mu2Net+ from 88.6 +- 6.1 to
-      90.8 +- 1.3 % (converged fine-tuning 91.8 %) and cut the per-task spread across seeds from
-      up to 7.3 to at most 2.4 points on four of five tasks, in 67.8 minutes instead of 57.
+      generations per cycle, 3 cycles per onboarding (`onboard_cycles`). On MNIST-5k 8
+      validations x 2 generations beat 4 x 3 (93.9 against 90.1 % after 2 cycles), and over
+      3 seeds cycles 1-4 give 85.7 / 94.1 / 95.2 / 95.1 %: a third cycle pays, a fourth not.
+    * No departure is on. The nearest, `own_lineage_fallback` 0.75 (5 tasks x 3 seeds,
+      search alone, paired with the quality run): +1.0 points (-0.1 / +2.1 / +1.2, within
+      seed noise), seed spread <= 2.6 points per task (5.7), but MNIST-5k seed 0 -2.2 points
+      (stuck_lineages.md, section 6): the next full quality run's first A/B arm.
     * Defaults where the children of the root start: `opt_lr` 0.1 (the paper: 0.01) and
       `ds_area_range_min` 0.5, i.e. crop augmentation on by default as in mu2Net (mu2Net+
       defaults to none): fine-tuning MNIST-5k 30 epochs from the root reached 91.2 % at lr

@@ -67,12 +67,17 @@ def _state(population=(), seed=0, config=CONFIG, mode="onboard"):
 # === config ==================================================================================
 
 
-def test_every_departure_is_off_by_default_in_every_named_config():
+def test_every_departure_is_off_in_every_named_config_but_those_an_ab_switched_on():
+    from mu2net.config import SEARCH_DEPARTURES, SearchConfig
+
+    assert {f: SearchConfig.__dataclass_fields__[f].default for f in SEARCH_DEPARTURES} == {
+        "child_quality": "best", "child_epochs": 0.0, "own_lineage_fallback": 0.0,
+        "clone_root_blocks": False, "same_task_lr_steps": 0}
     for name in ("testing", "cpu_demo", "gpu", "tpu"):
         search = get_config(name).search
-        assert (search.child_quality, search.child_epochs, search.own_lineage_fallback,
-                search.clone_root_blocks, search.same_task_lr_steps) == ("best", 0.0, 0.0,
-                                                                         False, 0), name
+        on = {f: getattr(search, f) for f in SEARCH_DEPARTURES
+              if getattr(search, f) != SearchConfig.__dataclass_fields__[f].default}
+        assert on == SWITCHED_ON.get(name, {}), name
     # the paper's K on the accelerator configs
     assert get_config("gpu").search.children_per_generation == 4
     assert get_config("tpu").search.children_per_generation == 4
@@ -336,20 +341,28 @@ def test_a_parent_re_measured_on_the_same_subset_reproduces_its_recorded_bar(tmp
 # The method versions the named configs had before the departures existed (main at b932905).
 RECORDED_METHOD_VERSIONS = {"testing": "m-6b1c18729fce", "cpu_demo": "m-50f3b2918935",
                             "gpu": "m-57609aa9427a", "tpu": "m-917b600c092f"}
+# The departures a named config switches on, each chosen by a recorded A/B (config.py's
+# docstring names it); every other field of every named config stays at the paper's.
+SWITCHED_ON: dict[str, dict] = {}
 
 
 @pytest.mark.parametrize("name", sorted(RECORDED_METHOD_VERSIONS))
 def test_departures_at_their_defaults_keep_the_method_version_and_old_config_json_loads(name):
     """A config JSON recorded before the departures existed (no such fields, its method version
-    of then) still loads and equals today's config: upgrading must not invalidate a store's
-    recorded configs or an in-flight search. Setting a departure is a new method version."""
-    from mu2net.config import SEARCH_DEPARTURES
+    of then) still loads, as the named config with every departure at its default: upgrading
+    must not invalidate a store's recorded configs or an in-flight search. Setting a departure
+    is a new method version, and the named configs set only those in `SWITCHED_ON`."""
+    from mu2net.config import SEARCH_DEPARTURES, SearchConfig
 
     config = get_config(name)
-    recorded = config.to_dict()
+    defaults = {f: SearchConfig.__dataclass_fields__[f].default for f in SEARCH_DEPARTURES}
+    paper = with_search(config, **defaults)
+    recorded = paper.to_dict()
     for field in SEARCH_DEPARTURES:
         del recorded["search"][field]
     recorded["method_version"] = RECORDED_METHOD_VERSIONS[name]
-    assert Config.from_dict(recorded) == config
-    assert config.method_version == RECORDED_METHOD_VERSIONS[name]
-    assert with_search(config, clone_root_blocks=True).method_version != config.method_version
+    assert Config.from_dict(recorded) == paper
+    assert paper.method_version == RECORDED_METHOD_VERSIONS[name]
+    assert config == with_search(paper, **SWITCHED_ON.get(name, {}))
+    assert (config.method_version == paper.method_version) == (name not in SWITCHED_ON)
+    assert with_search(paper, clone_root_blocks=True).method_version != paper.method_version

@@ -108,6 +108,7 @@ def main() -> None:
             for warmup in args.warmups:
                 hparams = {**prep.hparams, "opt_lr_warmup_ratio": warmup}
                 row = {"task": name, "seed": seed, "warmup": warmup,
+                       "budget_steps": budget.total_steps,
                        "parent_validation": max(parent.curve), "parent_test": parent_test}
                 for arm, start in (("zero", None), ("restored", trace)):
                     _, _, out, test = train_once(prep, config, hparams, weights, budget,
@@ -127,8 +128,7 @@ def main() -> None:
                   f"{' '.join(f'{d:+.2f}' for d in diffs)}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"config": config.name, "budget_steps": budget.total_steps,
-                       "records": records}, fh, indent=1)
+            json.dump({"config": config.name, "records": records}, fh, indent=1)
 
 
 if __name__ == "__main__":
