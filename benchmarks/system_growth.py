@@ -226,8 +226,7 @@ def run_steps(store: VersionedStore, folder: str, run: str, shared: dict[str, An
         base = store.head()
         system = store.load_system(base)
         task = sorted(system.paths)[len(system.paths) // 2]
-        published = system.paths[task]
-        store.kept_searches(task, published.hash)
+        store.kept_cycles(system, task)
         store.acquire_lease(run, ttl_s=3600, base_version=base)
         shared.update(base=base, task=task)
 

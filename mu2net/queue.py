@@ -21,14 +21,14 @@ def gain_ranking(view: Any, store: Any = None) -> list[tuple[float, str]]:
     least (each cycle has diminishing returns). Ties go to the task name, alphabetically.
     The cycle count is the one each path records (`metrics["num_cycles"]`, set when its cycle
     closed), so ranking reads one version, never the history; with the `store`, the cycles
-    that kept the path since (published nothing, `store.kept_searches`) count too.
+    that kept the path since (published nothing, `store.kept_cycles`) count too.
     """
     ranked = []
     for task, path in view.paths.items():
         accuracy = float(path.metrics.get("validation_accuracy", 0.0))
         cycles = int(path.metrics.get("num_cycles", 1))
         if store is not None:
-            cycles += store.kept_searches(task, path.hash)
+            cycles += store.kept_cycles(view, task)
         ranked.append(((1.0 - accuracy) / (1 + cycles), task))
     return sorted(ranked, key=lambda item: (-item[0], item[1]))
 

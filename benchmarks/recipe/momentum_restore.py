@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from quality.baselines import eval_accuracy, prepare, root_params, root_weights  # noqa: E402
 
 from mu2net.config import get_config  # noqa: E402
-from mu2net.model import build_model, component_names  # noqa: E402
+from mu2net.model import build_model, component_layers, component_names  # noqa: E402
 from mu2net.root_cache import cached_pretrained_root  # noqa: E402
 from mu2net.search_state import derive_seed  # noqa: E402
 from mu2net.tasks.preprocess import make_dataset  # noqa: E402
@@ -60,8 +60,6 @@ def train_once(prep, config, hparams, weights, budget, data_seed, trace=None):
                           batch_size=config.search.batch_size, training=False, seed=0)
     outcome = train_model(model, train_ds, val_ds, budget=budget, optimizer=optimizer,
                           trainable=names, score_fn=lambda q: q, best_start=-math.inf)
-    from mu2net.model import component_layers
-
     layers = component_layers(model)
     final = {n: layers[n].get_params() for n in names}
     final_trace = [np.array(t.numpy()) for t in optimizer.traces]
