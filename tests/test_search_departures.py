@@ -30,6 +30,13 @@ def with_search(config: Config, **changes) -> Config:
     return config.replace(search=dataclasses.replace(config.search, **changes))
 
 
+def departure_defaults() -> dict:
+    """Each departure field's `SearchConfig` default: the paper's behaviour."""
+    from mu2net.config import SEARCH_DEPARTURES, SearchConfig
+
+    return {f: SearchConfig.__dataclass_fields__[f].default for f in SEARCH_DEPARTURES}
+
+
 def _root():
     if "root" not in _CACHE:
         from mu2net.root import build_root
@@ -68,15 +75,13 @@ def _state(population=(), seed=0, config=CONFIG, mode="onboard"):
 
 
 def test_every_departure_is_off_in_every_named_config_but_those_an_ab_switched_on():
-    from mu2net.config import SEARCH_DEPARTURES, SearchConfig
-
-    assert {f: SearchConfig.__dataclass_fields__[f].default for f in SEARCH_DEPARTURES} == {
-        "child_quality": "best", "child_epochs": 0.0, "own_lineage_fallback": 0.0,
-        "clone_root_blocks": False, "same_task_lr_steps": 0}
+    defaults = departure_defaults()
+    assert defaults == {"child_quality": "best", "child_epochs": 0.0, "own_lineage_fallback": 0.0,
+                        "clone_root_blocks": False, "same_task_lr_steps": 0}
     for name in ("testing", "cpu_demo", "gpu", "tpu"):
         search = get_config(name).search
-        on = {f: getattr(search, f) for f in SEARCH_DEPARTURES
-              if getattr(search, f) != SearchConfig.__dataclass_fields__[f].default}
+        on = {f: getattr(search, f) for f, default in defaults.items()
+              if getattr(search, f) != default}
         assert on == SWITCHED_ON.get(name, {}), name
     # the paper's K on the accelerator configs
     assert get_config("gpu").search.children_per_generation == 4
@@ -352,13 +357,11 @@ def test_departures_at_their_defaults_keep_the_method_version_and_old_config_jso
     of then) still loads, as the named config with every departure at its default: upgrading
     must not invalidate a store's recorded configs or an in-flight search. Setting a departure
     is a new method version, and the named configs set only those in `SWITCHED_ON`."""
-    from mu2net.config import SEARCH_DEPARTURES, SearchConfig
-
     config = get_config(name)
-    defaults = {f: SearchConfig.__dataclass_fields__[f].default for f in SEARCH_DEPARTURES}
+    defaults = departure_defaults()
     paper = with_search(config, **defaults)
     recorded = paper.to_dict()
-    for field in SEARCH_DEPARTURES:
+    for field in defaults:
         del recorded["search"][field]
     recorded["method_version"] = RECORDED_METHOD_VERSIONS[name]
     assert Config.from_dict(recorded) == paper

@@ -21,6 +21,7 @@ accuracy, and the paired restored-minus-zero differences; `--json FILE` keeps th
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -83,8 +84,6 @@ def main() -> None:
         parser.error("give TASKS and SEEDS (or --smoke)")
     config = get_config("cpu_demo")
     if args.smoke:
-        import dataclasses
-
         config = config.replace(search=dataclasses.replace(config.search,
                                                            validations_per_child=1))
     root, blobs, _ = cached_pretrained_root(config, load_suite_task(ROOT_TASK_NAME))
