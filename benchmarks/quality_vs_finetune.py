@@ -127,12 +127,14 @@ def make_root(config, args: argparse.Namespace) -> tuple[Any, dict[str, bytes], 
     if args.root_examples == 0:
         root, blobs = build_root(config, "random", seed=0)
         metrics: dict[str, Any] = {"source": "random_init:0"}
-    elif args.root_examples is not None:
+    elif args.root_examples is not None and not args.root_cache_dir:
         root, blobs, metrics = pretrain_root(  # the config's recipe, as the cached root
             config, load_suite_task(ROOT_TASK_NAME), seed=0, examples=args.root_examples)
     else:
         from mu2net.root_cache import cached_pretrained_root, root_cache_file, root_cache_hit
 
+        if args.root_examples is not None:  # the root `mu2net root build --examples N` keeps
+            config = config.replace(root_pretrain_examples=args.root_examples)
         kwargs = {"cache_dir": args.root_cache_dir} if args.root_cache_dir else {}
         task = load_suite_task(ROOT_TASK_NAME)
         cache_file = root_cache_file(config, task.info, seed=0, **kwargs)
@@ -293,8 +295,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--tasks", nargs="+", default=None, help="suite tasks, in order")
     add("--seeds", nargs="+", type=int, default=None, help="default 0 1 2")
     add("--root-examples", type=int, default=None,
-        help="pretrain the root here on N examples (0: random root); default: the cached "
-             "pretrained root (mu2net.root_cache.cached_pretrained_root)")
+        help="pretrain the root here on N examples (0: random root), or with --root-cache-dir "
+             "read the one `mu2net root build --examples N --root-cache DIR` keeps there; "
+             "default: the cached pretrained root (mu2net.root_cache.cached_pretrained_root)")
     add("--root-cache-dir", default=None,
         help="folder of cached roots (default: mu2net.root_cache.ROOT_CACHE_DIR)")
     add("--cycles", type=int, default=None,

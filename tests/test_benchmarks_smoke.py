@@ -519,3 +519,34 @@ def test_recipe_momentum_restore_smoke(tmp_path):
     assert zero["curve"] != restored["curve"]
     diff = re.search(r"restored - zero, test: mean ([-+\d.]+) points", proc.stdout).group(1)
     assert float(diff) == pytest.approx(100 * (restored["test"] - zero["test"]), abs=0.01)
+
+
+def test_quality_root_examples_with_a_cache_dir_reads_the_root_that_root_build_kept(tmp_path):
+    """`--root-examples N --root-cache-dir DIR` compares a root pretrained longer: the
+    benchmark reads the root `mu2net root build --examples N --root-cache DIR` wrote (same
+    path hash, nothing trained again), and another N is another root."""
+    import argparse
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import quality_vs_finetune
+
+    from mu2net.cli import main
+    from mu2net.config import get_config
+
+    cache = str(tmp_path / "roots")
+    assert main(["root", "build", "--config", "testing", "--task", "demo:fashion_mnist",
+                 "--examples", "1280", "--root-cache", cache]) == 0
+    kept = [name for name in os.listdir(cache) if name.endswith(".json")]
+    assert len(kept) == 1
+    built = json.load(open(os.path.join(cache, kept[0])))
+    config = get_config("testing")
+    args = argparse.Namespace(root_examples=1280, root_cache_dir=cache)
+    root, _, info = quality_vs_finetune.make_root(config, args)
+    assert info["cached"] and info["examples"] == built["metrics"]["examples_trained"]
+    assert root.hash == built["root_path_hash"]
+    assert sorted(os.listdir(cache)) == sorted([kept[0], kept[0][:-5] + ".npz"])
+    other, _, other_info = quality_vs_finetune.make_root(
+        config, argparse.Namespace(root_examples=640, root_cache_dir=cache))
+    assert not other_info["cached"]
+    assert other_info["examples"] < info["examples"] and other.hash != root.hash
+    assert len(os.listdir(cache)) == 4
