@@ -550,3 +550,22 @@ def test_quality_root_examples_with_a_cache_dir_reads_the_root_that_root_build_k
     assert not other_info["cached"]
     assert other_info["examples"] < info["examples"] and other.hash != root.hash
     assert len(os.listdir(cache)) == 4
+
+
+def test_compare_quality_runs_reports_a_known_shift(tmp_path):
+    """The recorded run against a copy whose adapters gained 2 points on one task and seed:
+    the adapters' paired difference is that shift, every other method's is zero."""
+    base_path = os.path.join(REPO, "benchmarks", "results", "quality_vs_finetune.json")
+    other = json.load(open(base_path))
+    for row in other["rows"]:
+        if row["method"] == "adapters_32" and row["seed"] == 1 and row["task"] == "digits":
+            row["test_accuracy"] += 0.02
+    other_path = tmp_path / "other.json"
+    other_path.write_text(json.dumps(other))
+    out = run("recipe/compare_quality_runs.py", base_path, str(other_path)).stdout
+    adapters = re.search(r"^adapters_32: .*per seed (\S+) (\S+) (\S+)\)", out, re.M)
+    # +2 points on one of five tasks: +0.40 on the mean of seed 1
+    assert [float(x) for x in adapters.groups()] == [0.0, 0.4, 0.0]
+    assert "digits +0.7, glyph_letters +0.0" in out  # +2 points on one of 3 seeds
+    paired = re.findall(r"paired ([-+]\d+\.\d+)", out)
+    assert len(paired) == 8 and sorted(paired) == ["+0.00"] * 7 + ["+0.13"]
