@@ -560,6 +560,8 @@ def test_compare_quality_runs_reports_a_known_shift(tmp_path):
     for row in other["rows"]:
         if row["method"] == "adapters_32" and row["seed"] == 1 and row["task"] == "digits":
             row["test_accuracy"] += 0.02
+        if row["method"] == "finetune":  # a sweep without lr 0.2
+            del row["sweep"]["0.2"]
     other_path = tmp_path / "other.json"
     other_path.write_text(json.dumps(other))
     out = run("recipe/compare_quality_runs.py", base_path, str(other_path)).stdout
@@ -569,3 +571,8 @@ def test_compare_quality_runs_reports_a_known_shift(tmp_path):
     assert "digits +0.7, glyph_letters +0.0" in out  # +2 points on one of 3 seeds
     paired = re.findall(r"paired ([-+]\d+\.\d+)", out)
     assert len(paired) == 8 and sorted(paired) == ["+0.00"] * 7 + ["+0.13"]
+    finetune = out[out.index("\nfinetune: "):out.index("\nfinetune_equal: ")]
+    assert "lr sweeps differ (['0.05', '0.1', '0.2'] / ['0.05', '0.1'])" in finetune
+    assert re.findall(r"validation at lr (\S+): .*\(\+0\.00, 15 runs\)", finetune) == [
+        "0.05", "0.1"]
+    assert "lr sweeps differ" not in out.replace(finetune, "")

@@ -60,7 +60,11 @@ def compare(base: dict, other: dict) -> list[str]:
         lines.append("  per task: " + ", ".join(
             f"{t} {statistics.fmean(paired(base, other, method, t)):+.1f}" for t in tasks))
         old, new = sweep_validations(base, method), sweep_validations(other, method)
-        for lr in sorted({k[2] for k in old} & {k[2] for k in new}, key=float):
+        old_lrs, new_lrs = (sorted({k[2] for k in d}, key=float) for d in (old, new))
+        if old_lrs != new_lrs:
+            lines.append(f"  lr sweeps differ ({old_lrs} / {new_lrs}): the test accuracies "
+                         "above are each sweep's pick; compare the validations at a shared lr")
+        for lr in [lr for lr in old_lrs if lr in new_lrs]:
             keys = [(s, t, lr) for s in seeds for t in tasks
                     if (s, t, lr) in old and (s, t, lr) in new]
             if keys:
