@@ -282,7 +282,8 @@ def cpu_demo() -> Config:
     * Root: pretrained on Fashion-MNIST (54k train) with Adam 1e-3, batch 128, 16 epochs
       (864k examples), flips and mild crops (area >= 0.95): test 88.3 % (no augmentation,
       12 epochs: 87.9 %; strong crops (area >= 0.5, aspect 0.75) + AdamW 0.05, 20 epochs:
-      85.9 %). Paid once and shipped in `roots/` (`mu2net root build --config cpu_demo`).
+      85.9 %); 4 or 64 epochs transfer worse to the suite's tasks (μ2Net+ -2.0 / -0.7 points,
+      benchmarks/results/stronger_root.md). Paid once, shipped in `roots/` (`mu2net root build`).
     * Per child: 8 validations (the paper's number) of <= 4,096 examples, i.e. 8 epochs of
       a 3.5k-image task, batch 64; 2 children per generation (in parallel on 2 pods), 2
       generations per cycle, 3 cycles per onboarding (`onboard_cycles`). On MNIST-5k 8
