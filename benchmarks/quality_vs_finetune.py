@@ -4,8 +4,10 @@ One run, one shared root, paired seeds (one seed seeds every method):
 
 * root: a ViT of the config's architecture pretrained on the suite's root task
   (`fashion_mnist`), shared by every method and seed; by default the cached pretrained root
-  (`mu2net.root_cache.cached_pretrained_root`), or pretrained here (`--root-examples N`), or random
-  (`--root-examples 0`). Its cost is reported apart and charged to no method;
+  (`mu2net.root_cache.cached_pretrained_root`), or pretrained here (`--root-examples N`), or
+  the one `mu2net root build --examples N --root-cache DIR` kept (`--root-examples N
+  --root-cache-dir DIR`: one root compared across runs), or random (`--root-examples 0`). Its
+  cost is reported apart and charged to no method;
 * mu2net: the suite tasks onboarded one after another on a local store, each with `--cycles`
   search cycles (cycle 1 `evolve(mode="onboard")`, then `evolve(mode="iterate")`), each cycle
   committed, so later tasks can reuse earlier tasks' components. Accuracy, examples and
