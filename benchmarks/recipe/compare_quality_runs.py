@@ -22,12 +22,15 @@ from common import mean_ci  # noqa: E402
 from quality.summary import accuracies, deployed_params, methods_of, select  # noqa: E402
 
 
+def seed_accuracies(data: dict, method: str, task: str | None = None) -> dict[int, float]:
+    """Seed -> test accuracy (mean over tasks, or one task)."""
+    return dict(zip(data["seeds"], accuracies(data, method, task)))
+
+
 def paired(base: dict, other: dict, method: str, task: str | None = None) -> list[float]:
     """OTHER - BASE per seed both ran (mean over tasks, or one task), in points."""
-    seeds = [s for s in base["seeds"] if s in other["seeds"]]
-    a = dict(zip(base["seeds"], accuracies(base, method, task)))
-    b = dict(zip(other["seeds"], accuracies(other, method, task)))
-    return [100 * (b[s] - a[s]) for s in seeds]
+    a, b = seed_accuracies(base, method, task), seed_accuracies(other, method, task)
+    return [100 * (b[s] - a[s]) for s in base["seeds"] if s in other["seeds"]]
 
 
 def sweep_validations(data: dict, method: str) -> dict[tuple[int, str, str], float]:
@@ -52,8 +55,8 @@ def compare(base: dict, other: dict) -> list[str]:
         sizes = [statistics.fmean(deployed_params(d, method, s) for s in seeds)
                  for d in (base, other)]
         per_seed = " ".join(f"{d:+.2f}" for d in diff)
-        acc = [100 * statistics.fmean(dict(zip(d["seeds"], accuracies(d, method)))[s]
-                                      for s in seeds) for d in (base, other)]
+        acc = [100 * statistics.fmean(seed_accuracies(d, method)[s] for s in seeds)
+               for d in (base, other)]
         lines.append(f"{method}: {acc[0]:.2f} -> {acc[1]:.2f} %, paired {mean:+.2f} "
                      f"(95 % CI {mean - half:+.2f} to {mean + half:+.2f}; per seed "
                      f"{per_seed}); deployed {sizes[0] / 1e3:.0f}k -> {sizes[1] / 1e3:.0f}k")
